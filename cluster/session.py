@@ -1,0 +1,41 @@
+"""Connecting to Ray: an existing cluster when an address is given, a private local one otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+class ClusterError(RuntimeError):
+    """Ray cannot be reached or started; one line says why."""
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> str:
+    """Connect to Ray once per process and return a description of where we are.
+
+    Args:
+        address: A cluster address (``ray://...``, ``host:port`` or ``auto``); ``None`` uses
+            ``RAY_ADDRESS`` if set, else starts a local single-node cluster bound to this process.
+        num_cpus: CPUs of a local cluster (``None``: all).
+    """
+    if ray.is_initialized():
+        return "ray (already connected)"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+            return f"ray cluster at {address}"
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 _node_ip_address="127.0.0.1")
+        return "local ray"
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(f"cannot connect to Ray at {address or 'a new local cluster'}: {first}") from None
+
+
+def disconnect() -> None:
+    """Shut down the connection (and a local cluster this process started)."""
+    if ray.is_initialized():
+        ray.shutdown()
