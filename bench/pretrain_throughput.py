@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maetune.model import MaskedAutoencoder, ModelConfig, get_preset, sincos_pos_embed_2d
+from maetune.model import MaskedAutoencoder, ModelConfig, get_preset, patchify, sincos_pos_embed_2d
 from maetune.model.presets import PRESETS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pretrain_throughput.json"
@@ -74,9 +74,8 @@ def import_timm() -> tuple[type, type, str]:
 
     timm 1.0 imports torchvision at import time (``FrozenBatchNorm2d`` in timm/layers/create_norm.py and
     norm_act.py; datasets and transforms in timm/data, which timm/models pulls in), but the ViT Block and
-    PatchEmbed code paths timed here never touch any of it. When torchvision is absent, a placeholder
-    ``torchvision`` package whose every name is an inert placeholder class lets timm import; using one
-    raises.
+    PatchEmbed paths timed here never touch it. Without torchvision, a placeholder package whose every
+    name is an inert class lets timm import (using one raises).
     """
     if importlib.util.find_spec("timm") is None:
         print("timm is not installed (pip install 'maetune[bench]'); nothing to compare against.")
@@ -93,10 +92,9 @@ def import_timm() -> tuple[type, type, str]:
 
 
 class TimmMAE(nn.Module):
-    """Reference MAE after facebookresearch/mae's ``MaskedAutoencoderViT``, built from timm's blocks.
+    """Reference MAE after facebookresearch/mae's ``MaskedAutoencoderViT``, from timm's Block/PatchEmbed.
 
-    Same shapes, masked count, fixed sin-cos positions and loss as `MaskedAutoencoder`, and the same
-    parameter names without the ``encoder.`` prefix, so weights can be copied across for a check.
+    Mirrors `MaskedAutoencoder` (shapes, masked count, positions, loss, parameter names less ``encoder.``).
     """
 
     def __init__(self, cfg: ModelConfig, block: type, patch_embed: type) -> None:
@@ -122,12 +120,6 @@ class TimmMAE(nn.Module):
         )
         self.decoder_norm = norm(dd)
         self.decoder_pred = nn.Linear(dd, p * p * cfg.in_chans)
-
-    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
-        B, C, H, _ = imgs.shape
-        p, h = self.cfg.patch_size, H // self.cfg.patch_size
-        x = torch.einsum("nchpwq->nhwpqc", imgs.reshape(B, C, h, p, h, p))  # (B, h, w, p, p, C)
-        return x.reshape(B, h * h, p * p * C)  # (B, L, p*p*C)
 
     def random_masking(
         self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None
@@ -165,7 +157,7 @@ class TimmMAE(nn.Module):
         return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]  # (B, L, p*p*C)
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        target = self.patchify(imgs)  # (B, L, p*p*C)
+        target = patchify(imgs, self.cfg.patch_size)  # (B, L, p*p*C), the same layout as ours
         if self.cfg.loss == "bce":
             lo = imgs.flatten(1).amin(1)[:, None, None]
             span = (imgs.flatten(1).amax(1)[:, None, None] - lo).clamp_min(1e-6)
@@ -196,9 +188,8 @@ def check_same_model(ours: MaskedAutoencoder, ref: TimmMAE, imgs: torch.Tensor) 
     with torch.no_grad():
         a = ours(imgs[:8], ours.cfg.mask_ratio, torch.Generator(imgs.device).manual_seed(0))[0]
         b = ref(imgs[:8], ours.cfg.mask_ratio, torch.Generator(imgs.device).manual_seed(0))[0]
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_ref = sum(p.numel() for p in ref.parameters() if p.requires_grad)
-    return {"params_ours": n_ours, "params_timm": n_ref, "loss_abs_diff": abs(a.item() - b.item())}
+    n_ours, n_ref = (sum(p.numel() for p in mod.parameters() if p.requires_grad) for mod in (ours, ref))
+    return {"params_ours": n_ours, "params_timm": n_ref, "loss_abs_diff": abs((a - b).item())}
 
 
 def make_step(model: nn.Module, imgs: torch.Tensor, ratio: float, bf16: bool) -> Callable[[], None]:
@@ -216,25 +207,47 @@ def make_step(model: nn.Module, imgs: torch.Tensor, ratio: float, bf16: bool) ->
     return step
 
 
-def time_variants(
-    steps: dict, n_steps: int, repeats: int, warmup: int, device: str
-) -> dict[str, list[float]]:
-    """Seconds per step of every variant, ``repeats`` times, interleaved in rotated order."""
+def time_variants(steps: dict, n: int, repeats: int, warmup: int, device: str) -> dict[str, dict]:
+    """Wall and process-CPU seconds per step of every variant, per repeat, in rotated order.
+
+    On a shared CPU wall time swings with other load; process CPU time (with ``--threads 1``) is steadier.
+    """
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for step in steps.values():
         for _ in range(warmup):
             step()
     sync()
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    times: dict[str, dict] = {name: {"wall": [], "cpu": []} for name in steps}
     names = list(steps)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            for _ in range(n_steps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(n):
                 steps[name]()
             sync()
-            times[name].append((time.perf_counter() - t0) / n_steps)
+            times[name]["wall"].append((time.perf_counter() - t0) / n)
+            times[name]["cpu"].append((time.process_time() - c0) / n)
     return times
+
+
+def summarize(times: dict[str, dict], batch: int, m: float) -> tuple[dict, dict[str, float]]:
+    """Median per variant, and the two ratios as medians of back-to-back pairs (robust to drift)."""
+    rows = {}
+    for name, t in times.items():
+        wall, cpu = statistics.median(t["wall"]), statistics.median(t["cpu"])
+        rows[name] = dict(images_per_sec=batch / wall, sec_per_step=wall, cpu_sec_per_step=cpu, **t)
+    pairs = {
+        "ours_over_timm_throughput": (f"timm@{m}", f"ours@{m}"),
+        "time_mask075_over_mask0": ("ours@0.75", "ours@0.0"),
+    }
+    ratios = {
+        f"{key}_{clock}": statistics.median(
+            x / y for x, y in zip(times[a][clock], times[b][clock], strict=True)
+        )
+        for key, (a, b) in pairs.items()
+        for clock in ("wall", "cpu")
+    }
+    return rows, ratios
 
 
 def parse_args() -> argparse.Namespace:
@@ -246,6 +259,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (cuda only)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     if args.bf16 and args.device != "cuda":
         parser.error("--bf16 needs --device cuda")
@@ -254,6 +268,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     block, patch_embed, timm_version = import_timm()
     cfg = get_preset(args.preset)
     torch.manual_seed(0)
@@ -263,26 +279,20 @@ def main() -> None:
     check = check_same_model(ours, ref, imgs)
     m = cfg.mask_ratio
     steps = {
-        f"{name}@{m}": make_step(mod, imgs, m, args.bf16) for name, mod in (("ours", ours), ("timm", ref))
+        f"ours@{m}": make_step(ours, imgs, m, args.bf16),
+        f"timm@{m}": make_step(ref, imgs, m, args.bf16),
     }
     for ratio in (0.75, 0.0):
         steps.setdefault(f"ours@{ratio}", make_step(ours, imgs, ratio, args.bf16))
     times = time_variants(steps, args.steps, args.repeats, args.warmup, args.device)
-    sec = {name: statistics.median(ts) for name, ts in times.items()}
-    rows = {
-        n: {"sec_per_step": sec[n], "images_per_sec": args.batch_size / sec[n], "repeats_sec": times[n]}
-        for n in sec
-    }
-    ratios = {
-        "ours_over_timm_throughput": sec[f"timm@{m}"] / sec[f"ours@{m}"],
-        "time_mask075_over_mask0": sec["ours@0.75"] / sec["ours@0.0"],
-    }
+    rows, ratios = summarize(times, args.batch_size, m)
     print(f"preset {args.preset}, batch {args.batch_size}, device {args.device}, bf16 {args.bf16}")
-    print(f"same model: {check}")
-    print(f"{'variant':<12}{'images/s':>12}{'ms/step':>12}")
+    print(f"threads {torch.get_num_threads()}, same model: {check}")
+    print(f"{'variant':<12}{'images/s':>12}{'ms/step':>12}{'cpu ms/step':>14}")
     for name, row in rows.items():
-        print(f"{name:<12}{row['images_per_sec']:>12.1f}{1000 * row['sec_per_step']:>12.1f}")
-    print("\n".join(f"{key}: {value:.3f}" for key, value in ratios.items()))
+        ms, cpu_ms = 1000 * row["sec_per_step"], 1000 * row["cpu_sec_per_step"]
+        print(f"{name:<12}{row['images_per_sec']:>12.1f}{ms:>12.1f}{cpu_ms:>14.1f}")
+    print("\n".join(f"{key} (paired median): {value:.3f}" for key, value in ratios.items()))
     env = {
         "torch": torch.__version__,
         "timm": timm_version,
@@ -290,14 +300,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
     }
-    record = {
-        "args": vars(args),
-        "model": cfg.__dict__,
-        "env": env,
-        "check": check,
-        "results": rows,
-        "ratios": ratios,
-    }
+    record = dict(args=vars(args), model=cfg.__dict__, env=env, check=check, results=rows, ratios=ratios)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2))
     print(f"wrote {RESULTS}")

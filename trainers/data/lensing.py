@@ -11,6 +11,7 @@ so a set is byte-identical whatever the number of workers and however often it w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -25,12 +26,26 @@ from maetune.trainers.data.lensing_imaging import noise_sigma, render_image, ren
 from maetune.trainers.data.lensing_params import CLASSES, PRIORS, SIM_VERSION, LensDraw, draw_lens
 from maetune.trainers.data.lensing_pool import run_tasks
 
-__all__ = ["CLASSES", "draw_image", "ensure_lens_sim", "noise_sigma", "render_pair", "simulate",
-           "substructure_sigma"]
+__all__ = [
+    "CLASSES",
+    "draw_image",
+    "ensure_lens_sim",
+    "noise_sigma",
+    "render_pair",
+    "simulate",
+    "substructure_sigma",
+]
 
 METADATA = "metadata.json"
 _TMP_MARK = ".tmp-"
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def draw_image(seed: int, kind: str, index: int) -> tuple[LensDraw, np.random.Generator]:
@@ -40,6 +55,9 @@ def draw_image(seed: int, kind: str, index: int) -> tuple[LensDraw, np.random.Ge
         seed: Global simulator seed.
         kind: One of ``CLASSES``.
         index: Image index within the class.
+
+    Returns:
+        ``(draw, rng)``: ``render_image(draw, rng)`` is then exactly the image ``simulate`` writes.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, CLASSES.index(kind), index]))
     return draw_lens(rng, kind), rng
@@ -51,7 +69,11 @@ def file_name(kind: str, index: int) -> str:
 
 
 def _is_valid(path: Path, image_size: int, deeplense_format: bool) -> bool:
-    """Whether ``path`` holds a complete image file of the expected shape (object files: header only)."""
+    """Whether ``path`` holds a complete image of the expected shape.
+
+    Object (DeepLense-format) files are judged by their header only, so nothing is unpickled; files are
+    only ever renamed into place whole, so a header means a complete file unless something else wrote it.
+    """
     try:
         with path.open("rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -59,10 +81,14 @@ def _is_valid(path: Path, image_size: int, deeplense_format: bool) -> bool:
             if read_header is None:
                 return False
             shape, _, dtype = read_header(fh)  # the header only: nothing is unpickled
-            if dtype == object:
+            if dtype.hasobject:
                 return deeplense_format and shape == (2,)
             body = path.stat().st_size - fh.tell()
-        return shape == (image_size, image_size) and dtype == np.float64 and body == dtype.itemsize * image_size**2
+        return (
+            shape == (image_size, image_size)
+            and dtype == np.float64
+            and body == dtype.itemsize * image_size**2
+        )
     except (OSError, ValueError):
         return False
 
@@ -94,9 +120,17 @@ def _make_one(task: tuple[str, int, int, int, bool, str]) -> dict:
 
 def _settings(per_class: int, seed: int, image_size: int, deeplense_format: bool) -> dict:
     """What identifies a simulated set (compared on resume)."""
-    return {"simulator": "maetune.lens-sim", "version": SIM_VERSION, "seed": seed, "per_class": per_class,
-            "image_size": image_size, "deeplense_format": deeplense_format, "classes": list(CLASSES),
-            "pixel_scale_arcsec": PRIORS.field_of_view / image_size, "priors": asdict(PRIORS)}
+    return {
+        "simulator": "maetune.lens-sim",
+        "version": SIM_VERSION,
+        "seed": seed,
+        "per_class": per_class,
+        "image_size": image_size,
+        "deeplense_format": deeplense_format,
+        "classes": list(CLASSES),
+        "pixel_scale_arcsec": PRIORS.field_of_view / image_size,
+        "priors": asdict(PRIORS),
+    }
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -116,8 +150,10 @@ def _prepare(out: Path, settings: dict) -> None:
         wanted = json.loads(json.dumps(settings))  # tuples become lists, as in the file
         differ = sorted(key for key, value in wanted.items() if old.get(key) != value)
         if differ:
-            raise DataError(f"{out} holds a simulated set with other settings ({', '.join(differ)}); "
-                            "use another output folder")
+            raise DataError(
+                f"{out} holds a simulated set with other settings ({', '.join(differ)}); "
+                "use another output folder"
+            )
     elif out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty and holds no {METADATA}: refusing to write a data set into it")
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +164,15 @@ def _prepare(out: Path, settings: dict) -> None:
             stale.unlink(missing_ok=True)
 
 
-def simulate(out: Path, per_class: int, seed: int = 0, image_size: int = 64, workers: int = 0,
-             deeplense_format: bool = False, progress: bool = True) -> Path:
+def simulate(
+    out: Path,
+    per_class: int,
+    seed: int = 0,
+    image_size: int = 64,
+    workers: int = 0,
+    deeplense_format: bool = False,
+    progress: bool = True,
+) -> Path:
     """Simulate ``per_class`` lensing images of each class into ``out`` (DeepLense layout), resumably.
 
     Files already there and complete are kept (they are the same bytes a rerun would write), so an
@@ -153,13 +196,17 @@ def simulate(out: Path, per_class: int, seed: int = 0, image_size: int = 64, wor
         DataError: Bad arguments, or ``out`` holds something else.
     """
     if per_class < 1 or image_size < 8 or seed < 0 or workers < 0:
-        raise DataError(f"lens-sim needs per_class >= 1, image_size >= 8, seed >= 0, workers >= 0; got "
-                        f"per_class={per_class}, image_size={image_size}, seed={seed}, workers={workers}")
+        raise DataError(
+            f"lens-sim needs per_class >= 1, image_size >= 8, seed >= 0, workers >= 0; got "
+            f"per_class={per_class}, image_size={image_size}, seed={seed}, workers={workers}"
+        )
     out = Path(out).expanduser()
     settings = _settings(per_class, seed, image_size, deeplense_format)
     _prepare(out, settings)
-    tasks = [(str(out), seed, i, image_size, deeplense_format, kind) for kind in CLASSES for i in range(per_class)]
-    records = run_tasks(_make_one, tasks, workers or (os.cpu_count() or 1), progress, "simulating lenses")
+    tasks = [
+        (str(out), seed, i, image_size, deeplense_format, kind) for kind in CLASSES for i in range(per_class)
+    ]
+    records = run_tasks(_make_one, tasks, workers or usable_cores(), progress, "simulating lenses")
     by_class = {kind: [r for r in records if r["kind"] == kind] for kind in CLASSES}
     _write_json(out / METADATA, {**settings, "complete": True, "records": by_class})
     return out
@@ -178,8 +225,9 @@ def is_complete(out: Path, per_class: int, seed: int, image_size: int) -> bool:
 
 
 def cache_key(per_class: int, seed: int, image_size: int) -> str:
-    """The cache folder name of a set: every parameter that changes its bytes, simulator version included."""
-    return f"v{SIM_VERSION}-n{per_class}-seed{seed}-px{image_size}"
+    """The cache folder name of a set: everything that changes its bytes (version and priors included)."""
+    priors = hashlib.sha256(json.dumps(asdict(PRIORS), sort_keys=True).encode()).hexdigest()[:8]
+    return f"v{SIM_VERSION}-{priors}-n{per_class}-seed{seed}-px{image_size}"
 
 
 def ensure_lens_sim(cfg: DataConfig, progress: bool = True) -> Path:

@@ -34,9 +34,14 @@ def _image_data(image_size: int, priors: LensPriors = PRIORS):  # -> lenstronomy
     band = instrument(image_size, priors)
     grid = util.make_grid_with_coordtransform(image_size, band.pixel_scale, inverse=False)
     _, _, ra0, dec0, _, _, pix2angle, _ = grid
-    return ImageData(np.zeros((image_size, image_size)), exposure_time=band.exposure_time,
-                     background_rms=band.background_noise, ra_at_xy_0=ra0, dec_at_xy_0=dec0,
-                     transform_pix2angle=pix2angle)
+    return ImageData(
+        np.zeros((image_size, image_size)),
+        exposure_time=band.exposure_time,
+        background_rms=band.background_noise,
+        ra_at_xy_0=ra0,
+        dec_at_xy_0=dec0,
+        transform_pix2angle=pix2angle,
+    )
 
 
 def _lens_models(draw: LensDraw, substructure: bool) -> tuple[list[str], list[dict[str, float]]]:
@@ -56,8 +61,9 @@ def _lens_models(draw: LensDraw, substructure: bool) -> tuple[list[str], list[di
     kwargs = [lens, dict(draw.shear)]
     for mass, (x, y) in points:
         names.append("POINT_MASS")
-        kwargs.append({"theta_E": einstein_radius(mass, PRIORS.z_lens, PRIORS.z_source),
-                       "center_x": x, "center_y": y})
+        kwargs.append(
+            {"theta_E": einstein_radius(mass, PRIORS.z_lens, PRIORS.z_source), "center_x": x, "center_y": y}
+        )
     return names, kwargs
 
 
@@ -85,8 +91,13 @@ def render_model(draw: LensDraw, image_size: int = 64, substructure: bool = True
     source["amp"] = band.magnitude2cps(draw.source_magnitude) / light.total_flux([source])[0]
     psf = PSF(psf_type="GAUSSIAN", fwhm=draw.psf_fwhm, pixel_size=band.pixel_scale, truncation=4)
     numerics = {"supersampling_factor": PRIORS.supersampling, "supersampling_convolution": False}
-    model = ImageModel(_image_data(image_size), psf, lens_model_class=LensModel(names),
-                       source_model_class=light, kwargs_numerics=numerics)
+    model = ImageModel(
+        _image_data(image_size),
+        psf,
+        lens_model_class=LensModel(names),
+        source_model_class=light,
+        kwargs_numerics=numerics,
+    )
     return np.asarray(model.image(kwargs_lens, [source]), dtype=np.float64)
 
 
@@ -100,7 +111,7 @@ def render_pair(draw: LensDraw, image_size: int = 64) -> tuple[np.ndarray, np.nd
 
 
 def noise_sigma(model: np.ndarray, image_size: int = 64) -> np.ndarray:
-    """Per-pixel noise sigma (e-/s) of an observed noise-free ``model``: background and Poisson in quadrature."""
+    """Per-pixel noise sigma (e-/s) of observing the noise-free ``model``: background and Poisson."""
     band = instrument(image_size)
     return np.sqrt(band.background_noise**2 + np.clip(model, 0.0, None) / band.exposure_time)
 

@@ -204,7 +204,7 @@ def draw_lens(rng: np.random.Generator, kind: str, priors: LensPriors = PRIORS) 
         n = int(rng.poisson(priors.subhalo_count_mean))
         low, high = (10**x for x in priors.log10_subhalo_mass)
         masses = _power_law(rng, low, high, priors.subhalo_slope, n)
-        where = _in_annulus(rng, inner, outer, n) + (cx, cy)
+        where = _in_annulus(rng, inner, outer, n) + np.array([cx, cy])  # (n, 2)
         return LensDraw(
             **common,
             subhalo_masses=tuple(float(m) for m in masses),
@@ -213,7 +213,7 @@ def draw_lens(rng: np.random.Generator, kind: str, priors: LensPriors = PRIORS) 
     if kind == "axion":
         axion_mass = float(10 ** rng.uniform(*priors.log10_axion_mass))
         length = de_broglie_arcsec(axion_mass, common["sigma_v"], priors)
-        ((vx, vy),) = _in_annulus(rng, inner, outer, 1) + (cx, cy)
+        ((vx, vy),) = _in_annulus(rng, inner, outer, 1) + np.array([cx, cy])
         angle = rng.uniform(0.0, np.pi)
         n_points = int(np.ceil(length / priors.vortex_spacing)) + 1
         along = np.linspace(-length / 2, length / 2, n_points)

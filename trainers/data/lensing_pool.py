@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -35,7 +37,9 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], workers: int, progress: 
                 bar.advance(tracker)
             return results
         chunk = max(1, min(32, len(tasks) // (8 * workers)))  # small chunks: a smooth bar, little overhead
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        # forkserver, not fork: the caller may be a torch or Ray process with threads running.
+        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
             results = []
             for result in pool.map(fn, tasks, chunksize=chunk):
                 results.append(result)

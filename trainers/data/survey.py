@@ -36,7 +36,9 @@ def _stored_dtype(path: Path) -> str:
     """The dtype in a ``.npy`` header, without loading (or unpickling) the array."""
     with path.open("rb") as fh:
         version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
         return str(read(fh)[2])
 
 
@@ -58,9 +60,12 @@ def _read_folder(root: Path, allow_pickle: bool, sample: int) -> Sample:
 
     classes, files = list_class_files(root)
     per_class = {name: [p for label, p in files if label == i] for i, name in enumerate(classes)}
-    images = {name: _planes(np.stack([read_npy_image(p, allow_pickle=allow_pickle)
-                                      for p in _spaced(paths, sample)]))
-              for name, paths in per_class.items()}
+    images = {
+        name: _planes(
+            np.stack([read_npy_image(p, allow_pickle=allow_pickle) for p in _spaced(paths, sample)])
+        )
+        for name, paths in per_class.items()
+    }
     counts = {name: len(paths) for name, paths in per_class.items()}
     return Sample(str(root), classes, counts, _stored_dtype(files[0][1]), images)
 
@@ -72,8 +77,13 @@ def _read_named(name: str, sample: int) -> Sample:
     images = np.concatenate([x for x, _ in raw.parts.values()])  # (N, C, H, W)
     labels = np.concatenate([y for _, y in raw.parts.values()])
     by_class = {c: images[labels == i] for i, c in enumerate(raw.classes)}
-    return Sample(raw.origin, raw.classes, {c: len(x) for c, x in by_class.items()}, str(images.dtype),
-                  {c: _planes(np.stack(_spaced(list(x), sample))) for c, x in by_class.items()})
+    return Sample(
+        raw.origin,
+        raw.classes,
+        {c: len(x) for c, x in by_class.items()},
+        str(images.dtype),
+        {c: _planes(np.stack(_spaced(list(x), sample))) for c, x in by_class.items()},
+    )
 
 
 def read_sample(target: str | Path, allow_pickle: bool = False, sample: int = SAMPLE_PER_CLASS) -> Sample:
@@ -101,12 +111,18 @@ def read_sample(target: str | Path, allow_pickle: bool = False, sample: int = SA
             raise
         except ValueError as err:  # e.g. a data set that needs a path
             raise DataError(f"cannot read data set {target!r} by name: {err}") from err
-    raise DataError(f"{target} is neither a folder of class folders nor a data set name ({', '.join(DATASETS)})")
+    raise DataError(
+        f"{target} is neither a folder of class folders nor a data set name ({', '.join(DATASETS)})"
+    )
 
 
 def _pixel_stats(images: np.ndarray) -> dict[str, float]:
-    return {"min": float(images.min()), "max": float(images.max()), "mean": float(images.mean()),
-            "frac_below_0.1": float((images < 0.1).mean())}
+    return {
+        "min": float(images.min()),
+        "max": float(images.max()),
+        "mean": float(images.mean()),
+        "frac_below_0.1": float((images < 0.1).mean()),
+    }
 
 
 def describe(target: str | Path, allow_pickle: bool = False, sample: int = SAMPLE_PER_CLASS) -> dict:
@@ -126,10 +142,17 @@ def describe(target: str | Path, allow_pickle: bool = False, sample: int = SAMPL
     found = read_sample(target, allow_pickle, sample)
     everything = np.concatenate([x.reshape(len(x), -1) for x in found.images.values()])
     first = next(iter(found.images.values()))
-    return {"origin": found.origin, "classes": list(found.classes), "counts": found.counts,
-            "total": sum(found.counts.values()), "shape": list(first.shape[1:]), "dtype": found.dtype,
-            "sampled": {c: len(x) for c, x in found.images.items()}, "pixels": _pixel_stats(everything),
-            "per_class": {c: _pixel_stats(x) for c, x in found.images.items()}}
+    return {
+        "origin": found.origin,
+        "classes": list(found.classes),
+        "counts": found.counts,
+        "total": sum(found.counts.values()),
+        "shape": list(first.shape[1:]),
+        "dtype": found.dtype,
+        "sampled": {c: len(x) for c, x in found.images.items()},
+        "pixels": _pixel_stats(everything),
+        "per_class": {c: _pixel_stats(x) for c, x in found.images.items()},
+    }
 
 
 def plot_examples(target: str | Path, out_png: Path, per_class: int = 4, allow_pickle: bool = False) -> Path:
