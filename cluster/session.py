@@ -27,8 +27,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
             return f"ray cluster at {address}"
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                 _node_ip_address="127.0.0.1")
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            _node_ip_address="127.0.0.1",
+        )
         return "local ray"
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

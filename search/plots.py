@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from maetune.trainers.metrics import roc_curves  # noqa: E402
+from maetune.trainers.metrics import roc_curves
 
 
 def _show(ax: plt.Axes, img: np.ndarray) -> None:
@@ -49,15 +49,22 @@ def reconstruction_grid(recons: dict[str, np.ndarray], out: Path, title: str = "
     return out
 
 
-def roc_plot(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path, title: str = "") -> Path:
+def roc_plot(
+    probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], out: Path, title: str = ""
+) -> Path:
     """One-vs-rest ROC curves per class and the micro-average, with their AUCs in the legend."""
     curves = roc_curves(probs, labels, len(classes))
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     for key, (fpr, tpr) in curves.items():
         auc = float(np.trapezoid(tpr, fpr))
         name = "micro-average" if key == "micro" else classes[int(key)]
-        ax.plot(fpr, tpr, lw=2.2 if key == "micro" else 1.2, ls="--" if key == "micro" else "-",
-                label=f"{name} (AUC {auc:.3f})")
+        ax.plot(
+            fpr,
+            tpr,
+            lw=2.2 if key == "micro" else 1.2,
+            ls="--" if key == "micro" else "-",
+            label=f"{name} (AUC {auc:.3f})",
+        )
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -78,8 +85,15 @@ def confusion_plot(matrix: np.ndarray, classes: Sequence[str], out: Path, title:
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(k), classes, rotation=45 if k > 4 else 0, fontsize=8)
     ax.set_yticks(range(k), classes, fontsize=8)
     ax.set_xlabel("predicted")

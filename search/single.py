@@ -12,8 +12,9 @@ from maetune.trainers.config import RunConfig, with_geometry
 from maetune.trainers.data import load_dataset
 
 
-def run_single(cfg: RunConfig, address: str | None = None, tags: dict[str, str] | None = None,
-               in_process: bool = False) -> tuple[str, dict[str, Any]]:
+def run_single(
+    cfg: RunConfig, address: str | None = None, tags: dict[str, str] | None = None, in_process: bool = False
+) -> tuple[str, dict[str, Any]]:
     """Run one configuration and log it as one MLflow run.
 
     Args:
@@ -29,10 +30,13 @@ def run_single(cfg: RunConfig, address: str | None = None, tags: dict[str, str] 
     data = load_dataset(cfg.data)  # fail fast on bad data, and fill the lens-sim cache once
     cfg = with_geometry(cfg, data.img_size, data.in_chans)
     run_name = cfg.mlflow.run_name or f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_id = tracking.start_run(client, cfg.mlflow.experiment, run_name,
-                                {"maetune.role": "run", **(tags or {})})
-    print(f"MLflow run {run_id} in experiment {cfg.mlflow.experiment!r} at {tracking.tracking_uri()}",
-          file=sys.stderr)
+    run_id = tracking.start_run(
+        client, cfg.mlflow.experiment, run_name, {"maetune.role": "run", **(tags or {})}
+    )
+    print(
+        f"MLflow run {run_id} in experiment {cfg.mlflow.experiment!r} at {tracking.tracking_uri()}",
+        file=sys.stderr,
+    )
     try:
         if in_process:
             from maetune.trainers.pipeline import run_pipeline

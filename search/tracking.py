@@ -7,6 +7,7 @@ local SQLite store ``./mlflow.db`` with artifacts under ``./mlartifacts``. Runs 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -27,8 +28,16 @@ from mlflow.tracking import MlflowClient
 from maetune.search import plots
 from maetune.trainers.config import flatten
 
-PER_EPOCH = ("pretrain_loss", "pretrain_val_loss", "probe_loss", "probe_val_acc", "probe_val_auc_micro",
-             "finetune_loss", "finetune_val_acc", "finetune_val_auc_micro")
+PER_EPOCH = (
+    "pretrain_loss",
+    "pretrain_val_loss",
+    "probe_loss",
+    "probe_val_acc",
+    "probe_val_auc_micro",
+    "finetune_loss",
+    "finetune_val_acc",
+    "finetune_val_auc_micro",
+)
 
 
 class TrackingError(RuntimeError):
@@ -67,8 +76,13 @@ def experiment_id(client: MlflowClient, name: str, create: bool = True) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def start_run(client: MlflowClient, experiment: str, name: str | None, tags: Mapping[str, str],
-              parent_run_id: str | None = None) -> str:
+def start_run(
+    client: MlflowClient,
+    experiment: str,
+    name: str | None,
+    tags: Mapping[str, str],
+    parent_run_id: str | None = None,
+) -> str:
     """Create a run (nested under ``parent_run_id`` if given) and return its id."""
     all_tags = dict(tags)
     if parent_run_id:
@@ -78,8 +92,11 @@ def start_run(client: MlflowClient, experiment: str, name: str | None, tags: Map
 
 
 def _finite(items: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in items.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {
+        k: float(v)
+        for k, v in items.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
@@ -100,8 +117,12 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], s
 def log_history(client: MlflowClient, run_id: str, history: Iterable[Mapping[str, Any]]) -> None:
     """Per-epoch metrics, each at its epoch as the step."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, int(row["epoch"]))
-             for row in history for k, v in _finite(row).items() if k in PER_EPOCH]
+    batch = [
+        Metric(k, float(v), now, int(row["epoch"]))
+        for row in history
+        for k, v in _finite(row).items()
+        if k in PER_EPOCH
+    ]
     for i in range(0, len(batch), 500):
         client.log_batch(run_id, metrics=batch[i : i + 500])
 
@@ -132,10 +153,19 @@ def log_result(client: MlflowClient, run_id: str, result: Mapping[str, Any]) -> 
             plots.reconstruction_grid(art["reconstructions"], d / "reconstructions.png")
         plots.roc_plot(art["test_probs"], art["test_labels"], classes, d / "roc_curve.png")
         plots.confusion_plot(np.asarray(art["confusion"]), classes, d / "confusion_matrix.png")
-        np.savez_compressed(d / "test_predictions.npz", probs=art["test_probs"], labels=art["test_labels"],
-                            classes=np.array(classes))
-        for name in ("config.yaml", "reconstructions.png", "roc_curve.png", "confusion_matrix.png",
-                     "test_predictions.npz"):
+        np.savez_compressed(
+            d / "test_predictions.npz",
+            probs=art["test_probs"],
+            labels=art["test_labels"],
+            classes=np.array(classes),
+        )
+        for name in (
+            "config.yaml",
+            "reconstructions.png",
+            "roc_curve.png",
+            "confusion_matrix.png",
+            "test_predictions.npz",
+        ):
             if (d / name).exists():
                 client.log_artifact(run_id, str(d / name))
         weights = d / "classifier.pt"
@@ -147,3 +177,57 @@ def log_result(client: MlflowClient, run_id: str, result: Mapping[str, Any]) -> 
 def end_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
     """Mark a run FINISHED, FAILED or KILLED."""
     client.set_terminated(run_id, status=status)
+
+
+def find_runs(client: MlflowClient, experiment: str, tags: Mapping[str, str]) -> list:
+    """Runs of ``experiment`` carrying all the given tag values, newest first (deleted runs excluded)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return client.search_runs(
+        [exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=5000
+    )
+
+
+def delete_run(client: MlflowClient, run_id: str) -> None:
+    """Delete a stale run (an interrupted trial that is about to run again)."""
+    client.delete_run(run_id)
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """One run as a flat record: params, metrics, tags and ids, for reports."""
+    rec: dict[str, Any] = {
+        "trial": run.data.tags.get("maetune.trial_id", run.info.run_name),
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "state": run.data.tags.get("maetune.state", ""),
+    }
+    for k, v in run.data.params.items():
+        try:
+            rec[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            rec[k] = v
+    rec.update(run.data.metrics)
+    return rec
+
+
+def download_artifact(client: MlflowClient, run_id: str, path: str, dst: str) -> Path:
+    """Download one artifact of a run into ``dst`` and return its local path."""
+    return Path(client.download_artifacts(run_id, path, dst))
+
+
+def log_files(client: MlflowClient, run_id: str, folder: Path) -> None:
+    """Log every file of a folder as run artifacts."""
+    for f in sorted(folder.iterdir()):
+        if f.is_file():
+            client.log_artifact(run_id, str(f))
+
+
+def register_model(client: MlflowClient, name: str, run_id: str, artifact_path: str = "model") -> str:
+    """Register a run's model folder as a new version of registered model ``name``; returns the version."""
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # already registered
+        client.create_registered_model(name)
+    run = client.get_run(run_id)
+    version = client.create_model_version(name, f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id)
+    return str(version.version)

@@ -22,10 +22,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run `python -m maetune ARGS` in ``cwd`` and capture its output."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("RAY_ADDRESS", None) if "RAY_ADDRESS" not in (env or {}) else None
-    return subprocess.run([sys.executable, "-m", "maetune", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "maetune", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -50,30 +50,76 @@ def _deeplense_folder(root, pickled_axion: bool = False, classes=("axion", "cdm"
 
 
 def test_missing_data_folder(tmp_path) -> None:
-    proc = run_cli(["run", "--config", SMOKE, "--set", "data.name=deeplense",
-                    "--set", f"data.path={tmp_path / 'nowhere'}"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "run",
+            "--config",
+            SMOKE,
+            "--set",
+            "data.name=deeplense",
+            "--set",
+            f"data.path={tmp_path / 'nowhere'}",
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, "nowhere")
 
 
 def test_pickled_npy_without_opt_in(tmp_path) -> None:
     root = _deeplense_folder(tmp_path / "lens", pickled_axion=True)
-    proc = run_cli(["run", "--config", SMOKE, "--set", "data.name=deeplense",
-                    "--set", f"data.path={root}", "--set", "model.patch_size=8"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "run",
+            "--config",
+            SMOKE,
+            "--set",
+            "data.name=deeplense",
+            "--set",
+            f"data.path={root}",
+            "--set",
+            "model.patch_size=8",
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, "allow_pickle")
 
 
 def test_corrupt_npy(tmp_path) -> None:
     root = _deeplense_folder(tmp_path / "lens")
     (root / "cdm" / "3.npy").write_bytes(b"this is not a numpy file")
-    proc = run_cli(["run", "--config", SMOKE, "--set", "data.name=deeplense",
-                    "--set", f"data.path={root}", "--set", "model.patch_size=8"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "run",
+            "--config",
+            SMOKE,
+            "--set",
+            "data.name=deeplense",
+            "--set",
+            f"data.path={root}",
+            "--set",
+            "model.patch_size=8",
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, "3.npy")
 
 
 def test_one_class_only(tmp_path) -> None:
     root = _deeplense_folder(tmp_path / "lens", classes=("no_sub",))
-    proc = run_cli(["run", "--config", SMOKE, "--set", "data.name=deeplense",
-                    "--set", f"data.path={root}", "--set", "model.patch_size=8"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "run",
+            "--config",
+            SMOKE,
+            "--set",
+            "data.name=deeplense",
+            "--set",
+            f"data.path={root}",
+            "--set",
+            "model.patch_size=8",
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, "one class")
 
 
@@ -90,8 +136,19 @@ def test_bad_data_does_not_touch_earlier_runs(tmp_path) -> None:
     exp = client.create_experiment("maetune-smoke")
     run = client.create_run(exp)
     client.log_metric(run.info.run_id, "test_acc", 0.5)
-    proc = run_cli(["run", "--config", SMOKE, "--set", "data.name=deeplense",
-                    "--set", f"data.path={tmp_path / 'nowhere'}"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    proc = run_cli(
+        [
+            "run",
+            "--config",
+            SMOKE,
+            "--set",
+            "data.name=deeplense",
+            "--set",
+            f"data.path={tmp_path / 'nowhere'}",
+        ],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert proc.returncode != 0
     runs = client.search_runs([exp])
     assert len(runs) == 1 and runs[0].data.metrics["test_acc"] == 0.5

@@ -31,8 +31,15 @@ def test_preset_name_without_path_resolves() -> None:
 
 
 def test_override_changes_value_and_types() -> None:
-    cfg = load_run_config("configs/smoke.yaml", ["model.embed_dim=64", "pretrain.base_lr=1e-3",
-                                                  "data.pretrain_classes=[a, b]", "train.use_gpu=false"])
+    cfg = load_run_config(
+        "configs/smoke.yaml",
+        [
+            "model.embed_dim=64",
+            "pretrain.base_lr=1e-3",
+            "data.pretrain_classes=[a, b]",
+            "train.use_gpu=false",
+        ],
+    )
     assert cfg.model.embed_dim == 64
     assert cfg.pretrain.base_lr == pytest.approx(1e-3)
     assert cfg.data.pretrain_classes == ("a", "b")
@@ -97,7 +104,7 @@ def test_with_geometry_refits_model_or_explains() -> None:
 
 
 def test_build_rejects_unknown_nested_key() -> None:
-    with pytest.raises(ConfigError, match="unknown config key 'head.widht'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'head\.widht'"):
         build(RunConfig, {"head": {"widht": 3}})
 
 

@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from maetune.model import HeadConfig, MLPHead, ModelConfig, VisionTransformer
-from maetune.trainers.optim import LARS, finetune_groups, scaled_lr, set_lr, warmup_cosine, weight_decay_groups
+from maetune.trainers.optim import (
+    LARS,
+    finetune_groups,
+    scaled_lr,
+    set_lr,
+    warmup_cosine,
+    weight_decay_groups,
+)
 
 
 def test_scaled_lr_is_linear_in_batch() -> None:

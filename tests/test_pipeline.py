@@ -24,8 +24,17 @@ def smoke_result() -> dict:
 
 def test_result_has_every_logged_name(smoke_result: dict) -> None:
     m = smoke_result["metrics"]
-    for key in ("pretrain_loss", "probe_test_acc", "probe_test_auc_micro", "test_acc", "test_auc_micro",
-                "test_auc_macro", "encoder_params", "head_params", "total_params"):
+    for key in (
+        "pretrain_loss",
+        "probe_test_acc",
+        "probe_test_auc_micro",
+        "test_acc",
+        "test_auc_micro",
+        "test_auc_macro",
+        "encoder_params",
+        "head_params",
+        "total_params",
+    ):
         assert key in m and math.isfinite(m[key]), key
     assert m["total_params"] == m["encoder_params"] + m["head_params"]
     stages = [row["stage"] for row in smoke_result["history"]]
@@ -57,8 +66,9 @@ def test_pretrain_cache_reuses_weights(tmp_path) -> None:
     assert first["pretrain"] == "trained"
     assert cache.path(cfg).exists()
     # A different head shares the pretrained encoder; a different mask ratio does not.
-    other_head = load_run_config("configs/smoke.yaml", ["pretrain.epochs=1", "probe.epochs=1",
-                                                        "finetune.epochs=1", "head.depth=3"])
+    other_head = load_run_config(
+        "configs/smoke.yaml", ["pretrain.epochs=1", "probe.epochs=1", "finetune.epochs=1", "head.depth=3"]
+    )
     assert pretrain_key(other_head) == pretrain_key(cfg)
     second = run_pipeline(other_head, Runtime(verbose=False), data=data, cache=cache.hooks())
     assert second["pretrain"] == "reused"

@@ -27,7 +27,9 @@ def ray_cluster():
 def test_two_worker_ddp_run(ray_cluster, tmp_path) -> None:
     from maetune.trainers.ray_worker import fit_pipeline
 
-    cfg = load_run_config("configs/smoke.yaml", [*FAST, f"train.storage_path={tmp_path}", "train.num_workers=2"])
+    cfg = load_run_config(
+        "configs/smoke.yaml", [*FAST, f"train.storage_path={tmp_path}", "train.num_workers=2"]
+    )
     result = fit_pipeline(cfg, name="ddp-test")
     m = result["metrics"]
     assert math.isfinite(m["test_acc"]) and m["test_acc"] > 0.15
@@ -46,8 +48,10 @@ def test_two_worker_ddp_run(ray_cluster, tmp_path) -> None:
 def test_worker_error_surfaces_as_one_line(ray_cluster, tmp_path) -> None:
     from maetune.trainers.ray_worker import fit_pipeline
 
-    cfg = load_run_config("configs/smoke.yaml", [*FAST, f"train.storage_path={tmp_path}",
-                                                 "train.num_workers=1", "data.pretrain_classes=[nope]"])
+    cfg = load_run_config(
+        "configs/smoke.yaml",
+        [*FAST, f"train.storage_path={tmp_path}", "train.num_workers=1", "data.pretrain_classes=[nope]"],
+    )
     with pytest.raises(RuntimeError) as info:
         fit_pipeline(cfg, name="bad-test")
     assert "nope" in str(info.value)

@@ -27,7 +27,9 @@ from maetune.trainers.stage import (
 )
 
 
-def build_from_stages(cfg: RunConfig, num_classes: int, mae_state: dict, head_state: dict | None) -> Classifier:
+def build_from_stages(
+    cfg: RunConfig, num_classes: int, mae_state: dict, head_state: dict | None
+) -> Classifier:
     """The classifier assembled from the pretrained encoder and (if given) the probed head."""
     head = MLPHead(cfg.model.embed_dim, num_classes, cfg.head)
     if head_state is not None:
@@ -64,8 +66,14 @@ def finetune(
     total = steps_per_epoch * fc.epochs
     global_batch = batch * rt.world_size
     head_lr, encoder_lr = scaled_lr(fc.head_lr, global_batch), scaled_lr(fc.encoder_lr, global_batch)
-    groups = finetune_groups(clf.encoder, clf.head, encoder_lr=encoder_lr, head_lr=head_lr,
-                             weight_decay=fc.weight_decay, layer_decay=fc.layer_decay)
+    groups = finetune_groups(
+        clf.encoder,
+        clf.head,
+        encoder_lr=encoder_lr,
+        head_lr=head_lr,
+        weight_decay=fc.weight_decay,
+        layer_decay=fc.layer_decay,
+    )
     opt = torch.optim.AdamW(groups, lr=head_lr)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=fc.label_smoothing)
     aug_gen = make_generator(cfg.seed * 31 + rt.rank, rt.device)
@@ -76,10 +84,22 @@ def finetune(
         order_gen = make_generator(cfg.seed * 1000 + 900 + epoch, torch.device("cpu"))
         total_loss, seen = 0.0, 0
         model.train()
-        for idx in iterate_batches(len(x_train), batch, shuffle=True, generator=order_gen,
-                                   rank=rt.rank, world_size=rt.world_size, drop_last=True):
-            lr = warmup_cosine(step, total, round(fc.warmup_epochs * steps_per_epoch), head_lr,
-                               fc.min_lr * global_batch / 256)
+        for idx in iterate_batches(
+            len(x_train),
+            batch,
+            shuffle=True,
+            generator=order_gen,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            drop_last=True,
+        ):
+            lr = warmup_cosine(
+                step,
+                total,
+                round(fc.warmup_epochs * steps_per_epoch),
+                head_lr,
+                fc.min_lr * global_batch / 256,
+            )
             set_lr(opt, lr)
             idx = idx.to(rt.device)
             xb = x_train[idx]  # (b, C, H, W)
@@ -97,19 +117,32 @@ def finetune(
         key = (val["acc"], val["auc_micro"])
         if key > best_key:
             best_key, best, best_state = key, val, cpu_state(clf)
-        row = {"stage": "finetune", "epoch": epoch, "finetune_loss": rt.all_mean(total_loss, seen),
-               "finetune_val_acc": val["acc"], "finetune_val_auc_micro": val["auc_micro"]}
+        row = {
+            "stage": "finetune",
+            "epoch": epoch,
+            "finetune_loss": rt.all_mean(total_loss, seen),
+            "finetune_val_acc": val["acc"],
+            "finetune_val_auc_micro": val["auc_micro"],
+        }
         history.append(row)
         rt.report(row, {"stage": "finetune", "epoch": epoch, "model": cpu_state(clf)} if rt.is_main else None)
-        rt.log(f"[finetune] epoch {epoch + 1}/{fc.epochs}  loss {row['finetune_loss']:.4f}  "
-               f"val acc {val['acc']:.3f} auc {val['auc_micro']:.3f}  ({clock():.0f}s)")
+        rt.log(
+            f"[finetune] epoch {epoch + 1}/{fc.epochs}  loss {row['finetune_loss']:.4f}  "
+            f"val acc {val['acc']:.3f} auc {val['auc_micro']:.3f}  ({clock():.0f}s)"
+        )
 
     clf.load_state_dict(best_state)
     test, probs = evaluate(clf, data.x_test, data.y_test, rt, data.num_classes)
-    metrics = {"finetune_val_acc": best["acc"], "finetune_val_auc_micro": best["auc_micro"],
-               "finetune_val_auc_macro": best["auc_macro"]}
+    metrics = {
+        "finetune_val_acc": best["acc"],
+        "finetune_val_auc_micro": best["auc_micro"],
+        "finetune_val_auc_macro": best["auc_macro"],
+    }
     metrics.update({f"test_{k}": v for k, v in test.items()})
     labels = data.y_test.numpy()
-    artifacts = {"test_probs": probs, "test_labels": labels,
-                 "confusion": confusion(probs, labels, data.num_classes)}
+    artifacts = {
+        "test_probs": probs,
+        "test_labels": labels,
+        "confusion": confusion(probs, labels, data.num_classes),
+    }
     return StageOutput(metrics, history, best_state, artifacts, clock())

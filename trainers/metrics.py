@@ -60,7 +60,9 @@ def confusion(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.nda
     return confusion_matrix(labels, probs.argmax(axis=1), labels=list(range(num_classes)))
 
 
-def roc_curves(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def roc_curves(
+    probs: np.ndarray, labels: np.ndarray, num_classes: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """One-vs-rest ROC curves per class plus the micro-average: name -> (fpr, tpr)."""
     onehot = label_binarize(labels, classes=list(range(num_classes)))
     if num_classes == 2:

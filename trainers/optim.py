@@ -64,8 +64,15 @@ class LARS(torch.optim.Optimizer):
         trust_coefficient: float = 0.001,
     ) -> None:
         if lr < 0 or weight_decay < 0 or not 0 <= momentum < 1 or trust_coefficient <= 0:
-            raise ValueError("LARS needs lr >= 0, weight_decay >= 0, 0 <= momentum < 1, trust_coefficient > 0")
-        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "trust_coefficient": trust_coefficient}
+            raise ValueError(
+                "LARS needs lr >= 0, weight_decay >= 0, 0 <= momentum < 1, trust_coefficient > 0"
+            )
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "trust_coefficient": trust_coefficient,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()

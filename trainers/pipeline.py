@@ -20,7 +20,7 @@ from maetune.trainers.runtime import Runtime
 
 STAGES = ("pretrain", "probe", "finetune")
 
-# Load a pretrained MAE state for this config, or None; and store one after training.
+# Load a cached pretraining (``state``, ``history``, ``metrics``) for this config, or None; and store one.
 PretrainCache = tuple[Callable[[RunConfig], dict | None], Callable[[RunConfig, dict], None]]
 
 
@@ -65,23 +65,27 @@ def run_pipeline(
     artifacts: dict[str, Any] = {}
     seconds: dict[str, float] = {}
 
-    mae_state = cache[0](cfg) if cache is not None and rt.is_main else None
-    mae_state = rt.broadcast_object(mae_state)
-    pretrain_status = "reused" if mae_state is not None else "trained"
-    if mae_state is None:
+    cached = cache[0](cfg) if cache is not None and rt.is_main else None
+    cached = rt.broadcast_object(cached)
+    if cached is None:
         out = pretrain(cfg, data, rt)
         mae_state = out.state
-        metrics.update(out.metrics)
-        history += out.history
+        if cache is not None and rt.is_main:
+            cache[1](cfg, {"state": mae_state, "history": out.history, "metrics": out.metrics})
+        pretrain_metrics, pretrain_history = out.metrics, out.history
         artifacts.update(out.artifacts)
         seconds["pretrain"] = out.seconds
-        if cache is not None and rt.is_main:
-            cache[1](cfg, mae_state)
     else:
         rt.log("[pretrain] reusing a pretrained encoder with the same encoder, pretraining and data settings")
-        mae = MaskedAutoencoder(cfg.model)
+        mae_state, pretrain_metrics, pretrain_history = cached["state"], cached["metrics"], cached["history"]
+        for row in pretrain_history:  # replayed so every trial reports the same epochs in the same order
+            rt.report(row)
+        mae = MaskedAutoencoder(cfg.model).to(rt.device)
         mae.load_state_dict(mae_state)
-        artifacts["reconstructions"] = reconstruction_samples(mae.to(rt.device), data.x_test, cfg.seed)
+        artifacts["reconstructions"] = reconstruction_samples(mae, data.x_test, cfg.seed)
+        seconds["pretrain"] = 0.0
+    metrics.update(pretrain_metrics)
+    history += pretrain_history
 
     out = probe(cfg, data, rt, mae_state)
     metrics.update(out.metrics)
@@ -96,6 +100,7 @@ def run_pipeline(
     seconds["finetune"] = out.seconds
 
     metrics.update(parameter_counts(cfg, data.num_classes))
+    metrics.update(n_train=len(data.y_train), n_val=len(data.y_val), n_test=len(data.y_test))
     return {
         "config": to_dict(cfg),
         "metrics": metrics,
@@ -103,6 +108,6 @@ def run_pipeline(
         "artifacts": _to_numpy(artifacts),
         "weights": _to_numpy(out.state),
         "classes": list(data.classes),
-        "pretrain": pretrain_status,
+        "pretrain": "reused" if cached is not None else "trained",
         "seconds": seconds,
     }

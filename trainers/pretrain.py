@@ -23,7 +23,9 @@ from maetune.trainers.stage import (
 RECON_SAMPLES = 8
 
 
-def _pretrain_split(data: DataBundle, x: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...] | None) -> torch.Tensor:
+def _pretrain_split(
+    data: DataBundle, x: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...] | None
+) -> torch.Tensor:
     """Images of ``x`` whose class feeds pretraining."""
     if not classes:
         return x
@@ -82,7 +84,9 @@ def pretrain(cfg: RunConfig, data: DataBundle, rt: Runtime) -> StageOutput:
     steps_per_epoch = len(x_train) // (batch * rt.world_size)
     total = steps_per_epoch * pc.epochs
     peak = scaled_lr(pc.base_lr, batch * rt.world_size)
-    no_decay = {f"encoder.{n}" for n in mae.encoder.no_weight_decay()} | set(getattr(mae, "no_weight_decay", set)())
+    no_decay = {f"encoder.{n}" for n in mae.encoder.no_weight_decay()} | set(
+        getattr(mae, "no_weight_decay", set)()
+    )
     opt = torch.optim.AdamW(weight_decay_groups(mae, pc.weight_decay, no_decay), lr=peak, betas=(0.9, 0.95))
     mask_gen = make_generator(cfg.seed * 7919 + rt.rank, rt.device)
 
@@ -91,9 +95,18 @@ def pretrain(cfg: RunConfig, data: DataBundle, rt: Runtime) -> StageOutput:
         order_gen = make_generator(cfg.seed * 1000 + epoch, torch.device("cpu"))
         total_loss, seen = 0.0, 0
         model.train()
-        for idx in iterate_batches(len(x_train), batch, shuffle=True, generator=order_gen,
-                                   rank=rt.rank, world_size=rt.world_size, drop_last=True):
-            set_lr(opt, warmup_cosine(step, total, round(pc.warmup_epochs * steps_per_epoch), peak, pc.min_lr))
+        for idx in iterate_batches(
+            len(x_train),
+            batch,
+            shuffle=True,
+            generator=order_gen,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            drop_last=True,
+        ):
+            set_lr(
+                opt, warmup_cosine(step, total, round(pc.warmup_epochs * steps_per_epoch), peak, pc.min_lr)
+            )
             xb = x_train[idx.to(x_train.device)]  # (b, C, H, W)
             with rt.autocast():
                 loss, _, _ = model(xb, generator=mask_gen)
@@ -107,13 +120,25 @@ def pretrain(cfg: RunConfig, data: DataBundle, rt: Runtime) -> StageOutput:
         val_loss = reconstruction_loss(mae, x_val, rt, cfg.seed)
         if val_loss < best_val:
             best_val, best_state = val_loss, cpu_state(mae)
-        row = {"stage": "pretrain", "epoch": epoch, "pretrain_loss": train_loss, "pretrain_val_loss": val_loss}
+        row = {
+            "stage": "pretrain",
+            "epoch": epoch,
+            "pretrain_loss": train_loss,
+            "pretrain_val_loss": val_loss,
+        }
         history.append(row)
         rt.report(row, {"stage": "pretrain", "epoch": epoch, "model": cpu_state(mae)} if rt.is_main else None)
-        rt.log(f"[pretrain] epoch {epoch + 1}/{pc.epochs}  loss {train_loss:.4f}  val {val_loss:.4f}  ({clock():.0f}s)")
+        rt.log(
+            f"[pretrain] epoch {epoch + 1}/{pc.epochs}  loss {train_loss:.4f}  "
+            f"val {val_loss:.4f}  ({clock():.0f}s)"
+        )
 
     mae.load_state_dict(best_state)
     test_loss = reconstruction_loss(mae, x_test, rt, cfg.seed + 1)
-    metrics = {"pretrain_loss": history[-1]["pretrain_loss"], "pretrain_val_loss": best_val, "pretrain_test_loss": test_loss}
+    metrics = {
+        "pretrain_loss": history[-1]["pretrain_loss"],
+        "pretrain_val_loss": best_val,
+        "pretrain_test_loss": test_loss,
+    }
     artifacts = {"reconstructions": reconstruction_samples(mae, x_test, cfg.seed)} if rt.is_main else {}
     return StageOutput(metrics, history, best_state, artifacts, clock())

@@ -53,7 +53,8 @@ class PretrainedCache:
         return self.root / f"{pretrain_key(cfg)}.pt"
 
     def load(self, cfg: RunConfig) -> dict[str, Any] | None:
-        """Weights for ``cfg``, or None after taking the key's lock (call `store` or `release` next)."""
+        """The stored pretraining for ``cfg`` (``state``, ``history``, ``metrics``), or None after taking
+        the key's lock (call `store` or `release` next)."""
         self.root.mkdir(parents=True, exist_ok=True)
         key = pretrain_key(cfg)
         lock = open(self.root / f"{key}.lock", "w")  # noqa: SIM115 - held until store()
@@ -62,12 +63,12 @@ class PretrainedCache:
         if target.exists():
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
-            return torch.load(target, map_location="cpu", weights_only=True)
+            return torch.load(target, map_location="cpu", weights_only=False)
         self._locks[key] = lock
         return None
 
     def store(self, cfg: RunConfig, state: dict[str, Any]) -> None:
-        """Write the weights atomically and release the key's lock."""
+        """Write a pretraining record atomically and release the key's lock."""
         target = self.path(cfg)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         torch.save(state, tmp)

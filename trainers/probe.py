@@ -68,8 +68,12 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
     steps_per_epoch = len(f_train) // (batch * rt.world_size)
     total = steps_per_epoch * pc.epochs
     peak = scaled_lr(pc.base_lr, batch * rt.world_size)
-    opt = LARS(weight_decay_groups(head, pc.weight_decay), lr=peak, momentum=pc.momentum,
-               trust_coefficient=pc.trust_coefficient)
+    opt = LARS(
+        weight_decay_groups(head, pc.weight_decay),
+        lr=peak,
+        momentum=pc.momentum,
+        trust_coefficient=pc.trust_coefficient,
+    )
     loss_fn = nn.CrossEntropyLoss()
 
     best, best_key, history, step = {}, (-1.0, -1.0), [], 0
@@ -78,8 +82,15 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
         order_gen = make_generator(cfg.seed * 1000 + 500 + epoch, torch.device("cpu"))
         total_loss, seen = 0.0, 0
         model.train()
-        for idx in iterate_batches(len(f_train), batch, shuffle=True, generator=order_gen,
-                                   rank=rt.rank, world_size=rt.world_size, drop_last=True):
+        for idx in iterate_batches(
+            len(f_train),
+            batch,
+            shuffle=True,
+            generator=order_gen,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            drop_last=True,
+        ):
             set_lr(opt, warmup_cosine(step, total, round(pc.warmup_epochs * steps_per_epoch), peak))
             idx = idx.to(rt.device)
             with rt.autocast():
@@ -94,12 +105,19 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
         key = (val["acc"], val["auc_micro"])
         if key > best_key:
             best_key, best, best_state = key, val, cpu_state(head)
-        row = {"stage": "probe", "epoch": epoch, "probe_loss": rt.all_mean(total_loss, seen),
-               "probe_val_acc": val["acc"], "probe_val_auc_micro": val["auc_micro"]}
+        row = {
+            "stage": "probe",
+            "epoch": epoch,
+            "probe_loss": rt.all_mean(total_loss, seen),
+            "probe_val_acc": val["acc"],
+            "probe_val_auc_micro": val["auc_micro"],
+        }
         history.append(row)
         rt.report(row, {"stage": "probe", "epoch": epoch, "model": cpu_state(head)} if rt.is_main else None)
-        rt.log(f"[probe] epoch {epoch + 1}/{pc.epochs}  loss {row['probe_loss']:.4f}  "
-               f"val acc {val['acc']:.3f} auc {val['auc_micro']:.3f}  ({clock():.0f}s)")
+        rt.log(
+            f"[probe] epoch {epoch + 1}/{pc.epochs}  loss {row['probe_loss']:.4f}  "
+            f"val acc {val['acc']:.3f} auc {val['auc_micro']:.3f}  ({clock():.0f}s)"
+        )
 
     head.load_state_dict(best_state)
     test, _ = evaluate(head, f_test, data.y_test, rt, data.num_classes)

@@ -17,9 +17,9 @@ from typing import Any
 import ray.train
 import torch
 import torch.distributed as dist
-from ray.train.v2._internal.execution import context as execution_context
 from ray.train import Checkpoint, CheckpointConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.v2._internal.execution import context as execution_context
 
 from maetune.trainers.config import RunConfig, run_config_from_tree, to_dict
 from maetune.trainers.pipeline import run_pipeline
@@ -29,16 +29,29 @@ from maetune.trainers.runtime import DistributedRuntime, Runtime
 
 def _reportable(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics Ray can store: numbers and strings, NaN kept as NaN."""
-    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-            for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    return {
+        k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str))
+    }
 
 
 class RayRuntime(DistributedRuntime):
-    """A DDP rank inside a Ray Train worker group."""
+    """A DDP rank inside a Ray Train worker group.
+
+    Every report carries ``objective`` (the search's metric, 0.0 before fine-tuning produces it) and
+    the ``constants`` (e.g. parameter counts), because Tune's schedulers and searchers read their
+    metrics from every result.
+    """
+
+    objective: str | None = None
+    constants: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
         self.history.append(dict(metrics))
-        payload = _reportable(metrics)
+        payload = {**self.constants, **_reportable(metrics)}
+        if self.objective:
+            payload["objective"] = float(metrics.get(self.objective, 0.0))
         if state is None:
             ray.train.report(payload)
             return
@@ -67,6 +80,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         rt: Runtime = RayRuntime(device, bf16=cfg.train.bf16)
     else:
         rt = SingleRayRuntime(device, bf16=cfg.train.bf16)
+    rt.objective = config.get("objective")
+    rt.constants = dict(config.get("constants") or {})
     cache = PretrainedCache(config["cache_dir"]).hooks() if config.get("cache_dir") else None
     result = run_pipeline(cfg, rt, cache=cache)
     return result if rt.is_main else None
@@ -83,6 +98,8 @@ def make_trainer(
     name: str,
     callbacks: Sequence[Any] = (),
     cache_dir: str | None = None,
+    objective: str | None = None,
+    constants: dict[str, Any] | None = None,
 ) -> TorchTrainer:
     """A `TorchTrainer` that runs all three stages of ``cfg`` in one DDP worker group.
 
@@ -91,10 +108,17 @@ def make_trainer(
         name: Ray run name; rerunning with the same name and storage resumes it.
         callbacks: Ray Train callbacks (e.g. Tune's report callback).
         cache_dir: Pretrained-encoder cache folder shared by runs, or None.
+        objective: Metric copied into every report as ``objective`` (for Tune), or None.
+        constants: Values added to every report (e.g. parameter counts).
     """
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run": to_dict(cfg), "cache_dir": cache_dir},
+        train_loop_config={
+            "run": to_dict(cfg),
+            "cache_dir": cache_dir,
+            "objective": objective,
+            "constants": constants or {},
+        },
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers,
             use_gpu=cfg.train.use_gpu,
@@ -110,14 +134,21 @@ def make_trainer(
     )
 
 
-def fit_pipeline(cfg: RunConfig, name: str, callbacks: Sequence[Any] = (), cache_dir: str | None = None) -> dict:
+def fit_pipeline(
+    cfg: RunConfig,
+    name: str,
+    callbacks: Sequence[Any] = (),
+    cache_dir: str | None = None,
+    objective: str | None = None,
+    constants: dict[str, Any] | None = None,
+) -> dict:
     """Run the pipeline on Ray Train and return rank 0's result (see `run_pipeline`).
 
     Raises:
         RuntimeError: With the worker's own error message when the run fails.
     """
     try:
-        result = make_trainer(cfg, name, callbacks, cache_dir).fit()
+        result = make_trainer(cfg, name, callbacks, cache_dir, objective, constants).fit()
     except ray.train.TrainingFailedError as exc:
         raise RuntimeError(f"training failed: {root_cause(exc)}") from None
     if result.return_value is None:

@@ -88,7 +88,9 @@ def predict(
     return result
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runtime, num_classes: int) -> tuple[dict, np.ndarray]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runtime, num_classes: int
+) -> tuple[dict, np.ndarray]:
     """Classification metrics of ``model`` on one split, plus the split's class probabilities (N, K)."""
     with eval_mode(model):
         logits = predict(model, x, rt)
