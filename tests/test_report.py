@@ -14,30 +14,56 @@ import pytest
 from maetune.search import report
 
 
-def _rec(trial: str, acc: float, enc: float, head: float, *, state: str = "finished", embed: int = 64,
-         depth: int = 4, patch: int = 8, head_depth: int = 1, **extra: Any) -> dict[str, Any]:
-    rec = {"trial": trial, "state": state, "model.embed_dim": embed, "model.depth": depth,
-           "model.patch_size": patch, "model.mask_ratio": 0.75, "head.depth": head_depth,
-           "head.width": 256, "finetune_val_acc": acc, "finetune_val_auc_micro": 0.9, "test_acc": acc,
-           "test_auc_micro": 0.9, "encoder_params": enc, "head_params": head, "total_params": enc + head}
+def _rec(
+    trial: str,
+    acc: float,
+    enc: float,
+    head: float,
+    *,
+    state: str = "finished",
+    embed: int = 64,
+    depth: int = 4,
+    patch: int = 8,
+    head_depth: int = 1,
+    **extra: Any,
+) -> dict[str, Any]:
+    rec = {
+        "trial": trial,
+        "state": state,
+        "model.embed_dim": embed,
+        "model.depth": depth,
+        "model.patch_size": patch,
+        "model.mask_ratio": 0.75,
+        "head.depth": head_depth,
+        "head.width": 256,
+        "finetune_val_acc": acc,
+        "finetune_val_auc_micro": 0.9,
+        "test_acc": acc,
+        "test_auc_micro": 0.9,
+        "encoder_params": enc,
+        "head_params": head,
+        "total_params": enc + head,
+    }
     rec.update(extra)
     return rec
 
 
 @pytest.fixture
 def front_df() -> pd.DataFrame:
-    return report.trials_frame([
-        _rec("a", 0.90, 90, 10),  # on the front
-        _rec("a_twin", 0.90, 95, 5),  # same objective and cost as a: both stay on the front
-        _rec("b", 0.90, 140, 10),  # same accuracy as a, more params: dominated
-        _rec("c", 0.95, 190, 10),  # on the front
-        _rec("d", 0.93, 190, 10),  # same cost as c, lower accuracy: dominated
-        _rec("e", 0.80, 45, 5, state="stopped"),  # stopped but measured: cheapest, on the front
-        _rec("f", 0.99, 5, 5, state="failed"),  # failed: never on the front, would dominate all
-        _rec("g", float("nan"), 10, 10),  # no objective
-        _rec("h", 0.97, float("nan"), float("nan"), total_params=None),  # no cost
-        {"trial": "i", "state": "failed"},  # nothing at all
-    ])
+    return report.trials_frame(
+        [
+            _rec("a", 0.90, 90, 10),  # on the front
+            _rec("a_twin", 0.90, 95, 5),  # same objective and cost as a: both stay on the front
+            _rec("b", 0.90, 140, 10),  # same accuracy as a, more params: dominated
+            _rec("c", 0.95, 190, 10),  # on the front
+            _rec("d", 0.93, 190, 10),  # same cost as c, lower accuracy: dominated
+            _rec("e", 0.80, 45, 5, state="stopped"),  # stopped but measured: cheapest, on the front
+            _rec("f", 0.99, 5, 5, state="failed"),  # failed: never on the front, would dominate all
+            _rec("g", float("nan"), 10, 10),  # no objective
+            _rec("h", 0.97, float("nan"), float("nan"), total_params=None),  # no cost
+            {"trial": "i", "state": "failed"},  # nothing at all
+        ]
+    )
 
 
 def test_trials_frame_normalizes_types_and_keeps_missing(front_df: pd.DataFrame) -> None:
@@ -45,8 +71,9 @@ def test_trials_frame_normalizes_types_and_keeps_missing(front_df: pd.DataFrame)
     assert front_df["test_acc"].dtype == float and front_df["model.depth"].dtype == float
     row = front_df.set_index("trial").loc["i"]
     assert math.isnan(row["test_acc"]) and math.isnan(row["total_params"])
-    frame = report.trials_frame([{"trial": 7, "state": "Stopped early", "encoder_params": "100",
-                                  "head_params": 20}])
+    frame = report.trials_frame(
+        [{"trial": 7, "state": "Stopped early", "encoder_params": "100", "head_params": 20}]
+    )
     assert frame.loc[0, "trial"] == "7" and frame.loc[0, "state"] == "stopped"
     assert frame.loc[0, "total_params"] == 120.0  # filled from encoder + head
 
@@ -67,7 +94,13 @@ def test_pareto_front_other_objective_and_empty() -> None:
 
 def test_human_count_and_encoder_label() -> None:
     assert [report.human_count(n) for n in (950, 210_000, 1_600_000, 1_634_567, 999_999, 2.5e9)] == [
-        "950", "210K", "1.6M", "1.63M", "1M", "2.5B"]
+        "950",
+        "210K",
+        "1.6M",
+        "1.63M",
+        "1M",
+        "2.5B",
+    ]
     assert report.human_count(float("nan")) == "n/a"
     row = {"model.embed_dim": 128.0, "model.depth": 8, "model.patch_size": 8}
     assert report.encoder_label(row) == "e128·d8·p8"
@@ -77,33 +110,46 @@ def test_human_count_and_encoder_label() -> None:
 def trade_df() -> pd.DataFrame:
     small = {"embed": 64, "depth": 2}
     big = {"embed": 128, "depth": 8}
-    return report.trials_frame([
-        _rec("s1a", 0.70, 100_000, 1_000, head_depth=1, **small),
-        _rec("s1b", 0.72, 100_000, 1_000, head_depth=1, **small),  # best small/d1
-        _rec("s3", 0.85, 100_000, 300_000, head_depth=3, **small),  # shallow encoder, deep head wins
-        _rec("s3bad", 0.99, 100_000, 300_000, head_depth=3, state="failed", **small),  # ignored
-        _rec("b1", 0.91, 1_600_000, 2_000, head_depth=1, **big),
-        _rec("b1tie", 0.91, 1_600_000, 1_500, head_depth=1, **big),  # tie: fewer params wins
-        _rec("b3", 0.89, 1_600_000, 700_000, head_depth=3, **big),
-        _rec("b2", float("nan"), 1_600_000, 70_000, head_depth=2, state="stopped", **big),  # no value
-    ])
+    return report.trials_frame(
+        [
+            _rec("s1a", 0.70, 100_000, 1_000, head_depth=1, **small),
+            _rec("s1b", 0.72, 100_000, 1_000, head_depth=1, **small),  # best small/d1
+            _rec("s3", 0.85, 100_000, 300_000, head_depth=3, **small),  # shallow encoder, deep head wins
+            _rec("s3bad", 0.99, 100_000, 300_000, head_depth=3, state="failed", **small),  # ignored
+            _rec("b1", 0.91, 1_600_000, 2_000, head_depth=1, **big),
+            _rec("b1tie", 0.91, 1_600_000, 1_500, head_depth=1, **big),  # tie: fewer params wins
+            _rec("b3", 0.89, 1_600_000, 700_000, head_depth=3, **big),
+            _rec("b2", float("nan"), 1_600_000, 70_000, head_depth=2, state="stopped", **big),  # no value
+        ]
+    )
 
 
 def test_tradeoff_table_cells_and_params(trade_df: pd.DataFrame) -> None:
     table = report.tradeoff_table(trade_df)
-    assert list(table.columns) == ["encoder", "encoder_params", "head_depth", "head_params", "best_test_acc",
-                                   "trial"]
+    assert list(table.columns) == [
+        "encoder",
+        "encoder_params",
+        "head_depth",
+        "head_params",
+        "best_test_acc",
+        "trial",
+    ]
     assert table[["encoder", "head_depth", "trial"]].values.tolist() == [
-        ["e64·d2·p8", 1, "s1b"], ["e64·d2·p8", 3, "s3"], ["e128·d8·p8", 1, "b1tie"],
-        ["e128·d8·p8", 3, "b3"]]
+        ["e64·d2·p8", 1, "s1b"],
+        ["e64·d2·p8", 3, "s3"],
+        ["e128·d8·p8", 1, "b1tie"],
+        ["e128·d8·p8", 3, "b3"],
+    ]
     assert table["best_test_acc"].tolist() == pytest.approx([0.72, 0.85, 0.91, 0.89])
     assert table["encoder_params"].tolist() == [100_000, 100_000, 1_600_000, 1_600_000]
     assert table["head_params"].tolist() == [1_000, 300_000, 1_500, 700_000]
 
 
 def test_tradeoff_pivot_shape_and_blank_cells(trade_df: pd.DataFrame) -> None:
-    df = pd.concat([trade_df, report.trials_frame([_rec("m2", 0.8, 400_000, 50_000, embed=96,
-                                                        head_depth=2)])], ignore_index=True)
+    df = pd.concat(
+        [trade_df, report.trials_frame([_rec("m2", 0.8, 400_000, 50_000, embed=96, head_depth=2)])],
+        ignore_index=True,
+    )
     pivot = report.tradeoff_pivot(report.tradeoff_table(df))
     assert pivot.shape == (3, 3)
     assert list(pivot.index) == ["e64·d2·p8", "e96·d4·p8", "e128·d8·p8"]

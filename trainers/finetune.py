@@ -23,6 +23,7 @@ from maetune.trainers.stage import (
     evaluate,
     make_generator,
     per_rank_batch,
+    refresh_batchnorm,
     seed_everything,
 )
 
@@ -113,6 +114,7 @@ def finetune(
             total_loss += float(loss.detach()) * len(idx)
             seen += len(idx)
             step += 1
+        refresh_batchnorm(clf, data.x_train, rt)
         val, _ = evaluate(clf, data.x_val, data.y_val, rt, data.num_classes)
         key = (val["acc"], val["auc_micro"])
         if key > best_key:

@@ -23,6 +23,7 @@ from maetune.trainers.stage import (
     make_generator,
     per_rank_batch,
     predict,
+    refresh_batchnorm,
     seed_everything,
 )
 
@@ -101,6 +102,7 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
             total_loss += float(loss.detach()) * len(idx)
             seen += len(idx)
             step += 1
+        refresh_batchnorm(head, f_train, rt)
         val, _ = evaluate(head, f_val, data.y_val, rt, data.num_classes)
         key = (val["acc"], val["auc_micro"])
         if key > best_key:

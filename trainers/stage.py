@@ -98,6 +98,32 @@ def evaluate(
     return classification_metrics(probs, y.numpy(), num_classes), probs
 
 
+@torch.no_grad()
+def refresh_batchnorm(model: nn.Module, x: torch.Tensor, rt: Runtime, max_images: int = 2048) -> None:
+    """Recompute BatchNorm running statistics exactly on (up to ``max_images``) training inputs.
+
+    The running averages lag when the features drift fast, as they do while the encoder fine-tunes
+    (and frozen features vary little across images, so a small lag is a large error); evaluating
+    with such stale statistics can cost tens of points of accuracy. Every rank uses the same images,
+    so all ranks end with identical statistics.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the refresh batches
+    model.train()
+    for start in range(0, min(len(x), max_images), 512):
+        with rt.autocast():
+            model(x[start : min(start + 512, max_images)].to(rt.device))
+    for m, mom in zip(norms, momenta, strict=True):
+        m.momentum = mom
+    model.train(was_training)
+
+
 class Stopwatch:
     """Seconds since construction, for progress lines."""
 
