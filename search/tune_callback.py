@@ -34,7 +34,7 @@ class MlflowTrialCallback(Callback):
     def __init__(self, experiment: str, parent_run_id: str, setup: TrialSetup) -> None:
         self.experiment = experiment
         self.parent_run_id = parent_run_id
-        self.setup = setup
+        self.trial_setup = setup
         self._runs: dict[str, str] = {}
         self._done: set[str] = set()
         self._client: Any = None
@@ -64,7 +64,7 @@ class MlflowTrialCallback(Callback):
                 return run.info.run_id
             tracking.delete_run(self.client, run.info.run_id)
         if self._space is None:
-            self._space = self.setup.space()
+            self._space = self.trial_setup.space()
         cfg = self._space.apply(trial.config)
         number = trial.config.get("optuna_number")
         run_id = tracking.start_run(
@@ -99,7 +99,7 @@ class MlflowTrialCallback(Callback):
             return
         last = trial.last_result or {}
         if last.get("pipeline_done"):
-            out = Path(self.setup.outputs_dir) / f"{trial.trial_id}.pt"
+            out = Path(self.trial_setup.outputs_dir) / f"{trial.trial_id}.pt"
             result = torch.load(out, map_location="cpu", weights_only=False)
             tracking.log_result(self.client, run_id, result)
             tracking.set_tags(self.client, run_id, {"maetune.state": "finished"})

@@ -333,11 +333,19 @@ def load_tree(path: str | Path | None, overrides: list[str] | tuple[str, ...] = 
     return tree
 
 
+def _absolute_data_path(tree: dict[str, Any]) -> None:
+    """Resolve a relative ``data.path`` against the working directory: Ray workers run elsewhere."""
+    data = tree.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and "://" not in data["path"]:
+        data["path"] = str(Path(data["path"]).expanduser().absolute())
+
+
 def run_config_from_tree(tree: Mapping[str, Any], extra_sections: tuple[str, ...] = ()) -> RunConfig:
     """Build a `RunConfig` from a raw tree, ignoring only the named extra sections (e.g. ``search``)."""
     tree = {k: v for k, v in tree.items() if k not in extra_sections}
     tree = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in tree.items()}
     _inject_geometry(tree)
+    _absolute_data_path(tree)
     return build(RunConfig, tree)
 
 

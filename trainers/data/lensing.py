@@ -22,7 +22,13 @@ import numpy as np
 from maetune.trainers.data.config import DataConfig
 from maetune.trainers.data.errors import DataError
 from maetune.trainers.data.lensing_cache import cache_root, locked
-from maetune.trainers.data.lensing_imaging import noise_sigma, render_image, render_pair, substructure_sigma
+from maetune.trainers.data.lensing_imaging import (
+    noise_sigma,
+    render_image,
+    render_pair,
+    substructure_sigma,
+    warm_up,
+)
 from maetune.trainers.data.lensing_params import CLASSES, PRIORS, SIM_VERSION, LensDraw, draw_lens
 from maetune.trainers.data.lensing_pool import run_tasks
 
@@ -206,6 +212,7 @@ def simulate(
     tasks = [
         (str(out), seed, i, image_size, deeplense_format, kind) for kind in CLASSES for i in range(per_class)
     ]
+    warm_up(image_size)  # here, once: forked workers inherit the imports and caches
     records = run_tasks(_make_one, tasks, workers or usable_cores(), progress, "simulating lenses")
     by_class = {kind: [r for r in records if r["kind"] == kind] for kind in CLASSES}
     _write_json(out / METADATA, {**settings, "complete": True, "records": by_class})

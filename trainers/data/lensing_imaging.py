@@ -67,6 +67,17 @@ def _lens_models(draw: LensDraw, substructure: bool) -> tuple[list[str], list[di
     return names, kwargs
 
 
+def warm_up(image_size: int = 64) -> None:
+    """Import lenstronomy and fill the instrument caches, so that forked workers inherit them."""
+    from lenstronomy.Data.psf import PSF  # noqa: F401
+    from lenstronomy.ImSim.image_model import ImageModel  # noqa: F401
+    from lenstronomy.LensModel.lens_model import LensModel  # noqa: F401
+    from lenstronomy.LightModel.light_model import LightModel  # noqa: F401
+
+    _image_data(image_size)
+    einstein_radius(1.0, PRIORS.z_lens, PRIORS.z_source)
+
+
 def render_model(draw: LensDraw, image_size: int = 64, substructure: bool = True) -> np.ndarray:
     """The noise-free image of ``draw`` in e-/s per pixel.
 

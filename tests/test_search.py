@@ -1,0 +1,141 @@
+"""The search on a real local Ray cluster: Tune + Optuna trials as Train runs, MLflow parent and children,
+pretraining reuse, the report artifacts, reproduce --best, and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SMOKE = str(REPO / "configs/smoke.yaml")
+FAST = ["pretrain.epochs=2", "probe.epochs=2", "finetune.epochs=2"]
+
+
+def _args(tmp_path, extra=()):
+    args = ["--config", SMOKE, "--set", f"train.storage_path={tmp_path / 'ray'}"]
+    for o in [*FAST, *extra]:
+        args += ["--set", o]
+    return args
+
+
+@pytest.fixture(scope="module")
+def smoke_search(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    proc = run_cli(["search", *_args(tmp)], cwd=tmp, env={"MLFLOW_TRACKING_URI": uri}, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return tmp, uri, proc
+
+
+def test_parent_and_nested_trials(smoke_search) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tmp, uri, proc = smoke_search
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("maetune-smoke")
+    parents = client.search_runs([exp.experiment_id], "tags.`maetune.role` = 'search'")
+    assert len(parents) == 1
+    parent = parents[0]
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4
+    for child in children:
+        assert child.data.tags["maetune.role"] == "trial"
+        assert child.data.tags["maetune.state"] in ("finished", "stopped early")
+        assert child.data.tags["maetune.trial_id"]
+        assert child.data.tags["maetune.optuna_number"].isdigit()
+        for key in ("model.embed_dim", "model.patch_size", "model.mask_ratio", "head.depth"):
+            assert key in child.data.params, key
+        assert len(client.get_metric_history(child.info.run_id, "pretrain_loss")) == 2
+    finished = [c for c in children if c.data.tags["maetune.state"] == "finished"]
+    assert finished, "at least the best trial finishes"
+    for c in finished:
+        for key in ("test_acc", "test_auc_micro", "probe_test_acc", "encoder_params", "head_params", "total_params"):
+            assert key in c.data.metrics, key
+    # pretraining is reused between trials that share the encoder: one trained per distinct encoder
+    encoders = {c.data.params["model.embed_dim"] for c in children}
+    assert len(encoders) == 2
+    trained = [c for c in children if c.data.tags.get("maetune.pretrain") == "trained"]
+    reused = [c for c in children if c.data.tags.get("maetune.pretrain") == "reused"]
+    assert len(trained) == 2 and len(trained) + len(reused) == len(finished)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"pareto.png", "tradeoff.csv", "tradeoff.png", "best_config.yaml"} <= artifacts
+    assert parent.data.tags["maetune.best_run_id"] in {c.info.run_id for c in finished}
+    assert client.search_model_versions("name = 'maetune-smoke-best'")
+    # the terminal shows the trade-off table and the best configuration
+    assert "Trade-off" in proc.stdout and "Best configuration" in proc.stdout
+
+
+def test_report_command(smoke_search) -> None:
+    tmp, uri, _ = smoke_search
+    proc = run_cli(["report", "--experiment", "maetune-smoke", "--out", str(tmp / "rep")], cwd=tmp,
+                   env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp / "rep" / "pareto.png").stat().st_size > 1000
+    assert (tmp / "rep" / "tradeoff.csv").read_text().count("\n") >= 2
+
+
+def test_reproduce_best_within_tolerance(smoke_search) -> None:
+    tmp, uri, _ = smoke_search
+    proc = run_cli(["reproduce", "--best", "--experiment", "maetune-smoke"], cwd=tmp,
+                   env={"MLFLOW_TRACKING_URI": uri}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "test_acc" in proc.stdout and "DIFFERS" not in proc.stdout
+
+
+def test_unknown_experiment_and_run(smoke_search) -> None:
+    tmp, uri, _ = smoke_search
+    env = {"MLFLOW_TRACKING_URI": uri}
+    proc = run_cli(["report", "--experiment", "no-such-exp"], cwd=tmp, env=env)
+    assert proc.returncode != 0 and "no-such-exp" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(["reproduce", "0123456789abcdef"], cwd=tmp, env=env)
+    assert proc.returncode != 0 and "0123456789abcdef" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_after_sigkill(tmp_path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("RAY_ADDRESS", None)
+    args = [sys.executable, "-m", "maetune", "search", *_args(tmp_path, ["search.max_concurrent_trials=1",
+                                                                         "search.name=resumable"])]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    client = MlflowClient(uri)
+    deadline = time.time() + 600
+    finished = 0
+    while time.time() < deadline and proc.poll() is None:  # kill once at least one trial has finished
+        time.sleep(3)
+        exp = client.get_experiment_by_name("maetune-smoke")
+        if exp:
+            finished = len(client.search_runs([exp.experiment_id], "tags.`maetune.state` = 'finished'"))
+            if finished >= 1:
+                break
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # the killed driver's local cluster
+    resumed = run_cli(["search", "--resume", *_args(tmp_path, ["search.max_concurrent_trials=1",
+                                                               "search.name=resumable"])],
+                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    exp = client.get_experiment_by_name("maetune-smoke")
+    parents = client.search_runs([exp.experiment_id], "tags.`maetune.role` = 'search'")
+    assert len(parents) == 1
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    trial_ids = [c.data.tags["maetune.trial_id"] for c in children]
+    assert len(trial_ids) == 4 and len(set(trial_ids)) == 4
+    numbers = sorted(int(c.data.tags["maetune.optuna_number"]) for c in children)
+    assert numbers == [0, 1, 2, 3]
+    study = optuna.load_study(study_name="resumable",
+                              storage=f"sqlite:///{tmp_path / 'ray' / 'resumable' / 'optuna.db'}")
+    assert len(study.trials) == 4
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
