@@ -199,8 +199,9 @@ def test_ensure_lens_sim_caches_by_parameters(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("MAETUNE_CACHE", str(tmp_path / "cache"))
     cfg = DataConfig(name="lens-sim", per_class=3, sim_seed=9, image_size=32)
     folder = ensure_lens_sim(cfg, progress=False)
-    assert folder == tmp_path / "cache" / "lens-sim" / cache_key(3, 9, 32)
-    assert np.load(folder / "cdm" / "cdm_000002.npy").shape == (32, 32)
+    # always simulated at DeepLense's 64x64 (same field of view); data.image_size resizes on loading
+    assert folder == tmp_path / "cache" / "lens-sim" / cache_key(3, 9, 64)
+    assert np.load(folder / "cdm" / "cdm_000002.npy").shape == (64, 64)
     stamp = (folder / "metadata.json").stat().st_mtime_ns
     assert ensure_lens_sim(cfg, progress=False) == folder
     assert (folder / "metadata.json").stat().st_mtime_ns == stamp  # reused, not regenerated

@@ -237,6 +237,9 @@ def cache_key(per_class: int, seed: int, image_size: int) -> str:
     return f"v{SIM_VERSION}-{priors}-n{per_class}-seed{seed}-px{image_size}"
 
 
+NATIVE_SIZE = 64  # DeepLense's image size; resizing happens in the loader
+
+
 def ensure_lens_sim(cfg: DataConfig, progress: bool = True) -> Path:
     """The cached ``lens-sim`` set for ``cfg``, simulated on first use.
 
@@ -244,13 +247,15 @@ def ensure_lens_sim(cfg: DataConfig, progress: bool = True) -> Path:
     second process wait for the first one's set instead of writing the same files at the same time.
 
     Args:
-        cfg: Data config: ``per_class``, ``sim_seed`` and ``image_size`` (``None``: 64) are used.
+        cfg: Data config: ``per_class`` and ``sim_seed`` are used. The set is always simulated at
+            DeepLense's native 64x64 (its field of view and pixel scale); ``data.image_size`` resizes
+            the images after loading, like any other source.
         progress: Show a progress bar while simulating.
 
     Returns:
         The folder of class folders.
     """
-    image_size = cfg.image_size or 64
+    image_size = NATIVE_SIZE
     folder = cache_root() / "lens-sim" / cache_key(cfg.per_class, cfg.sim_seed, image_size)
     if is_complete(folder, cfg.per_class, cfg.sim_seed, image_size):
         return folder
