@@ -27,9 +27,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
             return f"ray cluster at {address}"
+        # The dashboard serves Ray's state API, which Train's placement-group cleaner polls.
         ray.init(
             num_cpus=num_cpus,
-            include_dashboard=False,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
             logging_level=logging.WARNING,
             _node_ip_address="127.0.0.1",
         )

@@ -90,6 +90,9 @@ class MlflowTrialCallback(Callback):
         run_id = self._child(trial)
         if trial.trial_id in self._done or "stage" not in result:
             return
+        if result.get("stage") == "pretrain" and result.get("epoch") == 0:
+            reused = bool(result.get("pretrain_reused"))
+            tracking.set_tags(self.client, run_id, {"maetune.pretrain": "reused" if reused else "trained"})
         row = {k: v for k, v in result.items() if k in PER_EPOCH}
         tracking.log_metrics(self.client, run_id, row, step=int(result.get("epoch", 0)))
 

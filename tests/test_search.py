@@ -64,7 +64,7 @@ def test_parent_and_nested_trials(smoke_search) -> None:
     assert len(encoders) == 2
     trained = [c for c in children if c.data.tags.get("maetune.pretrain") == "trained"]
     reused = [c for c in children if c.data.tags.get("maetune.pretrain") == "reused"]
-    assert len(trained) == 2 and len(trained) + len(reused) == len(finished)
+    assert len(trained) == 2 and len(trained) + len(reused) == len(children)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"pareto.png", "tradeoff.csv", "tradeoff.png", "best_config.yaml"} <= artifacts
     assert parent.data.tags["maetune.best_run_id"] in {c.info.run_id for c in finished}

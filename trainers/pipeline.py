@@ -79,7 +79,7 @@ def run_pipeline(
         rt.log("[pretrain] reusing a pretrained encoder with the same encoder, pretraining and data settings")
         mae_state, pretrain_metrics, pretrain_history = cached["state"], cached["metrics"], cached["history"]
         for row in pretrain_history:  # replayed so every trial reports the same epochs in the same order
-            rt.report(row)
+            rt.report({**row, "pretrain_reused": 1.0})
         mae = MaskedAutoencoder(cfg.model).to(rt.device)
         mae.load_state_dict(mae_state)
         artifacts["reconstructions"] = reconstruction_samples(mae, data.x_test, cfg.seed)
