@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -165,9 +166,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, TrackingError, ClusterError, RuntimeError, FileNotFoundError, PermissionError)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `maetune` console script."""
     args = build_parser().parse_args(argv)
+    # SIGTERM (`ray job stop`, a scheduler) unwinds like Ctrl-C: runs end KILLED, not left RUNNING.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
