@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,6 +139,7 @@ def start_head(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     timeout: float = 180,
+    env: Mapping[str, str] | None = None,
 ) -> HeadState:
     """Start a Ray head on 127.0.0.1 with token auth and wait until its job server answers.
 
@@ -148,6 +150,7 @@ def start_head(
         num_cpus: CPUs the head offers (default: all).
         num_gpus: GPUs the head offers (default: all detected).
         timeout: Seconds to wait for the job server.
+        env: Environment of the head and where its token is looked up (default: ``os.environ``).
 
     Raises:
         RuntimeError: A head already runs in ``temp_dir``, a port is taken, or Ray did not come up.
@@ -160,8 +163,8 @@ def start_head(
         if port_in_use(p):
             raise RuntimeError(f"port {p} is in use")
     temp.mkdir(parents=True, exist_ok=True)
-    source = auth.ensure_token()
-    token = auth.read_token()
+    source = auth.ensure_token(env)
+    token = auth.read_token(env)
     log = temp / LOG_FILE
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -169,7 +172,7 @@ def start_head(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=auth.client_env(),
+            env=auth.client_env(env),
             start_new_session=True,
         )
     state = HeadState(
@@ -194,15 +197,22 @@ def start_head(
     raise RuntimeError(f"Ray head did not answer at {state.dashboard_url} within {timeout:.0f} s (log {log})")
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it when this process is its parent (tests)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return True
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it when this process is its parent (tests)
         time.sleep(0.2)
     return False
 

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_parser(sub)
+    from maetune.cli_cluster import add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 
