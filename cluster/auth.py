@@ -70,7 +70,9 @@ def read_token(env: Mapping[str, str] | None = None) -> str:
         return env[TOKEN]
     path = Path(source)
     if not path.is_file():
-        raise RuntimeError(f"no Ray auth token at {path}: run `maetune cluster start` or `ray get-auth-token --generate`")
+        raise RuntimeError(
+            f"no Ray auth token at {path}: run `maetune cluster start` or `ray get-auth-token --generate`"
+        )
     return path.read_text().strip()
 
 

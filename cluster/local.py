@@ -158,7 +158,9 @@ def start_head(
     temp = Path(temp_dir).expanduser().resolve()
     old = read_state(temp)
     if old is not None and is_alive(old):
-        raise RuntimeError(f"Ray head already running at {old.dashboard_url} (pid {old.pid}, temp dir {temp})")
+        raise RuntimeError(
+            f"Ray head already running at {old.dashboard_url} (pid {old.pid}, temp dir {temp})"
+        )
     for p in (port, dashboard_port):
         if port_in_use(p):
             raise RuntimeError(f"port {p} is in use")
@@ -189,7 +191,9 @@ def start_head(
     while time.time() < deadline:
         if proc.poll() is not None:
             _state_path(temp).unlink(missing_ok=True)
-            raise RuntimeError(f"ray start exited with code {proc.returncode}: {_log_tail(str(log))} (log {log})")
+            raise RuntimeError(
+                f"ray start exited with code {proc.returncode}: {_log_tail(str(log))} (log {log})"
+            )
         if job_server_ready(state.dashboard_url, token):
             return state
         time.sleep(1)

@@ -141,10 +141,8 @@ def stop_server(server: MlflowServer, timeout: float = 20) -> None:
     """Terminate the server's process group (SIGTERM, then SIGKILL after ``timeout``)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         server.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.proc.pid, signal.SIGKILL)  # workers that outlived their parent
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -46,7 +46,9 @@ def resolve_tracking_uri(tracking_uri: str | None) -> str:
     """``--tracking-uri`` or ``MLFLOW_TRACKING_URI``; it must be an http(s) tracking server."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise ValueError("no MLflow tracking server: give --tracking-uri http://HOST:5000 or set MLFLOW_TRACKING_URI")
+        raise ValueError(
+            "no MLflow tracking server: give --tracking-uri http://HOST:5000 or set MLFLOW_TRACKING_URI"
+        )
     if not uri.startswith(("http://", "https://")):
         raise ValueError(
             f"MLFLOW_TRACKING_URI {uri!r} is not a tracking server URL: a job would write it inside its "

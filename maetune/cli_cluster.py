@@ -35,7 +35,11 @@ def cmd_cluster_stop(args: argparse.Namespace) -> int:
     from maetune.cluster.local import stop_head
 
     state = stop_head(args.temp_dir)
-    print(f"stopped the Ray head at {state.dashboard_url}" if state else f"no Ray head recorded in {args.temp_dir}")
+    print(
+        f"stopped the Ray head at {state.dashboard_url}"
+        if state
+        else f"no Ray head recorded in {args.temp_dir}"
+    )
     return 0
 
 
@@ -50,7 +54,9 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
     from maetune.cluster.auth import read_token
 
     jobs = "answers" if job_server_ready(state.dashboard_url, read_token()) else "does not answer"
-    print(f"Ray head running (pid {state.pid}) at {state.gcs_address}; job server {state.dashboard_url} {jobs}")
+    print(
+        f"Ray head running (pid {state.pid}) at {state.gcs_address}; job server {state.dashboard_url} {jobs}"
+    )
     return 0
 
 
@@ -76,7 +82,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise ValueError("give the maetune command to run, e.g. maetune submit -- search --config configs/smoke.yaml")
+        raise ValueError(
+            "give the maetune command to run, e.g. maetune submit -- search --config configs/smoke.yaml"
+        )
     argv = submit.submit_argv(
         submit.resolve_address(args.address, args.temp_dir),
         submit.resolve_tracking_uri(args.tracking_uri),
@@ -162,7 +170,9 @@ def add_cluster_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Fills in the job server address, RAY_AUTH_MODE=token and MLFLOW_TRACKING_URI, "
         "then runs `ray job submit --working-dir . -- maetune COMMAND`.",
     )
-    p.add_argument("--address", default=None, help="job server URL (default: the local head, RAY_API_SERVER_ADDRESS)")
+    p.add_argument(
+        "--address", default=None, help="job server URL (default: the local head, RAY_API_SERVER_ADDRESS)"
+    )
     p.add_argument("--tracking-uri", default=None, help="MLflow server URL (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--no-wait", action="store_true", help="return after submitting; do not follow the logs")
     p.add_argument("--dry-run", action="store_true", help="print the command, do not run it")

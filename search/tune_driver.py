@@ -179,6 +179,8 @@ def run_search(
                 scheduler=_scheduler(base, search),
                 num_samples=search.num_samples,
                 max_concurrent_trials=search.max_concurrent_trials,
+                # A stopped trial's actor must die: it owns the trial's Train run and its workers.
+                reuse_actors=False,
             ),
             run_config=tune.RunConfig(
                 name=name,

@@ -42,9 +42,22 @@ def test_token_is_created_where_ray_looks(tmp_path) -> None:
 
 def test_submit_prints_the_plain_ray_job_submit(tmp_path) -> None:
     proc = run_cli(
-        ["submit", "--dry-run", "--address", "http://127.0.0.1:8265", "--tracking-uri", "http://127.0.0.1:5000",
-         "--temp-dir", str(tmp_path), "--", "search", "--config", "configs/smoke.yaml",
-         "--set", "train.storage_path=/data/results"],
+        [
+            "submit",
+            "--dry-run",
+            "--address",
+            "http://127.0.0.1:8265",
+            "--tracking-uri",
+            "http://127.0.0.1:5000",
+            "--temp-dir",
+            str(tmp_path),
+            "--",
+            "search",
+            "--config",
+            "configs/smoke.yaml",
+            "--set",
+            "train.storage_path=/data/results",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
@@ -53,7 +66,8 @@ def test_submit_prints_the_plain_ray_job_submit(tmp_path) -> None:
     assert shlex.split(line.removeprefix("RAY_AUTH_MODE=token ")) == [
         "ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", ".",
         "--runtime-env-json", json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}}),
-        "--", "maetune", "search", "--config", "configs/smoke.yaml", "--set", "train.storage_path=/data/results",
+        "--", "maetune", "search", "--config", "configs/smoke.yaml",
+        "--set", "train.storage_path=/data/results",
     ]  # fmt: skip
     assert "storage_path" not in proc.stderr  # no warning when the storage path is given
 
@@ -62,8 +76,20 @@ def test_submit_refuses_what_would_lose_results(tmp_path) -> None:
     base = ["submit", "--dry-run", "--address", "http://127.0.0.1:8265", "--temp-dir", str(tmp_path)]
     proc = run_cli([*base, "--", "search"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
     _one_line_error(proc, "is not a tracking server URL")
-    proc = run_cli(["submit", "--dry-run", "--temp-dir", str(tmp_path), "--tracking-uri", "http://h:5000",
-                    "--", "search"], cwd=tmp_path, env={"RAY_API_SERVER_ADDRESS": ""})
+    proc = run_cli(
+        [
+            "submit",
+            "--dry-run",
+            "--temp-dir",
+            str(tmp_path),
+            "--tracking-uri",
+            "http://h:5000",
+            "--",
+            "search",
+        ],
+        cwd=tmp_path,
+        env={"RAY_API_SERVER_ADDRESS": ""},
+    )
     _one_line_error(proc, "no Ray job server")
     proc = run_cli([*base, "--tracking-uri", "http://h:5000", "--", "search"], cwd=tmp_path)
     assert proc.returncode == 0 and "train.storage_path" in proc.stderr  # a warning, not an error
@@ -85,7 +111,9 @@ def listening_port():
 
 
 def test_ports_in_use_are_one_line_errors(tmp_path, listening_port) -> None:
-    proc = run_cli(["cluster", "start", "--temp-dir", str(tmp_path), "--port", str(listening_port)], cwd=tmp_path)
+    proc = run_cli(
+        ["cluster", "start", "--temp-dir", str(tmp_path), "--port", str(listening_port)], cwd=tmp_path
+    )
     _one_line_error(proc, f"port {listening_port} is in use")
     assert not (tmp_path / local.STATE_FILE).exists()
     proc = run_cli(["ui", "--port", str(listening_port)], cwd=tmp_path)
@@ -99,7 +127,9 @@ def test_stop_ends_the_recorded_head_only(tmp_path) -> None:
         [sys.executable, "-c", "import time; time.sleep(120)", "start", "--head", f"--temp-dir={temp}"],
         start_new_session=True,
     )
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
     try:
         state = local.HeadState(fake.pid, temp, "127.0.0.1:1", "http://127.0.0.1:2", "x", "log", time.time())
         (tmp_path / local.STATE_FILE).write_text(json.dumps(state.__dict__))
@@ -137,4 +167,3 @@ def test_head_command_binds_loopback_and_avoids_fixed_ports() -> None:
     assert "--temp-dir=/tmp/x" in cmd and "--num-cpus=2" in cmd
     agent = next(c for c in cmd if c.startswith("--dashboard-agent-listen-port="))
     assert agent != "--dashboard-agent-listen-port=52365"
-

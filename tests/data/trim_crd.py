@@ -5,13 +5,15 @@ Every object on a path that ``cluster/rayjob.yaml`` uses keeps all its property 
 enum, pattern and required list, and ``additionalProperties: false`` (kubectl's strict field
 validation refuses unknown fields); subtrees the manifest does not enter keep only their type.
 
-    python tests/data/trim_crd.py ray.io_rayjobs.yaml cluster/rayjob.yaml > tests/data/kuberay_rayjob_v1_subset.json
+    python tests/data/trim_crd.py ray.io_rayjobs.yaml cluster/rayjob.yaml \
+        > tests/data/kuberay_rayjob_v1_subset.json
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,7 +29,9 @@ def trim(schema: dict[str, Any], value: Any) -> dict[str, Any]:
     if isinstance(value, dict) and "properties" in schema:
         props = schema["properties"]
         out["properties"] = {
-            k: trim(props[k], value[k]) if k in value else {x: props[k][x] for x in ("type",) if x in props[k]}
+            k: trim(props[k], value[k])
+            if k in value
+            else {x: props[k][x] for x in ("type",) if x in props[k]}
             for k in props
         }
         out["additionalProperties"] = False
@@ -47,9 +51,9 @@ def trim(schema: dict[str, Any], value: Any) -> dict[str, Any]:
 
 
 def main(crd_path: str, manifest_path: str) -> None:
-    crd = yaml.safe_load(open(crd_path))
+    crd = yaml.safe_load(Path(crd_path).read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    manifest = yaml.safe_load(open(manifest_path))
+    manifest = yaml.safe_load(Path(manifest_path).read_text())
     schema = trim(version["schema"]["openAPIV3Schema"], manifest)
     schema["properties"]["apiVersion"] = {"const": "ray.io/v1"}
     schema["properties"]["kind"] = {"const": "RayJob"}
