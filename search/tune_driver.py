@@ -119,6 +119,17 @@ def _parent_run(
     return run_id
 
 
+def _warn_if_oversubscribed(base: RunConfig, search: SearchConfig) -> None:
+    """Say so when the concurrent trials cannot all get their workers at once (they would queue)."""
+    import ray
+
+    per_trial = TRIAL_DRIVER_CPU + base.train.num_workers * base.train.cpus_per_worker
+    have = ray.cluster_resources().get("CPU", 0.0)
+    if search.max_concurrent_trials * per_trial > have + 1e-9:
+        print(f"warning: {search.max_concurrent_trials} concurrent trials x {per_trial:g} CPU exceed the cluster's "
+              f"{have:g} CPUs; Train worker groups will wait for each other", file=sys.stderr)
+
+
 def run_search(
     base: RunConfig,
     search: SearchConfig,
@@ -153,6 +164,7 @@ def run_search(
     parent = _parent_run(client, base, search, space, name, resume)
     print(f"search {name}: MLflow parent run {parent} at {tracking.tracking_uri()}", file=sys.stderr)
     print(f"connecting to {connect(address)}", file=sys.stderr)
+    _warn_if_oversubscribed(base, search)
 
     setup = TrialSetup(
         base_tree=to_dict(base),
