@@ -126,8 +126,11 @@ def _warn_if_oversubscribed(base: RunConfig, search: SearchConfig) -> None:
     per_trial = TRIAL_DRIVER_CPU + base.train.num_workers * base.train.cpus_per_worker
     have = ray.cluster_resources().get("CPU", 0.0)
     if search.max_concurrent_trials * per_trial > have + 1e-9:
-        print(f"warning: {search.max_concurrent_trials} concurrent trials x {per_trial:g} CPU exceed the cluster's "
-              f"{have:g} CPUs; Train worker groups will wait for each other", file=sys.stderr)
+        print(
+            f"warning: {search.max_concurrent_trials} concurrent trials x {per_trial:g} CPU exceed "
+            f"the cluster's {have:g} CPUs; Train worker groups will wait for each other",
+            file=sys.stderr,
+        )
 
 
 def run_search(
