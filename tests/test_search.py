@@ -38,7 +38,7 @@ def smoke_search(tmp_path_factory):
 def test_parent_and_nested_trials(smoke_search) -> None:
     from mlflow.tracking import MlflowClient
 
-    tmp, uri, proc = smoke_search
+    _, uri, proc = smoke_search
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("maetune-smoke")
     parents = client.search_runs([exp.experiment_id], "tags.`maetune.role` = 'search'")
@@ -57,7 +57,14 @@ def test_parent_and_nested_trials(smoke_search) -> None:
     finished = [c for c in children if c.data.tags["maetune.state"] == "finished"]
     assert finished, "at least the best trial finishes"
     for c in finished:
-        for key in ("test_acc", "test_auc_micro", "probe_test_acc", "encoder_params", "head_params", "total_params"):
+        for key in (
+            "test_acc",
+            "test_auc_micro",
+            "probe_test_acc",
+            "encoder_params",
+            "head_params",
+            "total_params",
+        ):
             assert key in c.data.metrics, key
     # pretraining is reused between trials that share the encoder: one trained per distinct encoder
     encoders = {c.data.params["model.embed_dim"] for c in children}
@@ -75,8 +82,11 @@ def test_parent_and_nested_trials(smoke_search) -> None:
 
 def test_report_command(smoke_search) -> None:
     tmp, uri, _ = smoke_search
-    proc = run_cli(["report", "--experiment", "maetune-smoke", "--out", str(tmp / "rep")], cwd=tmp,
-                   env={"MLFLOW_TRACKING_URI": uri})
+    proc = run_cli(
+        ["report", "--experiment", "maetune-smoke", "--out", str(tmp / "rep")],
+        cwd=tmp,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp / "rep" / "pareto.png").stat().st_size > 1000
     assert (tmp / "rep" / "tradeoff.csv").read_text().count("\n") >= 2
@@ -84,8 +94,12 @@ def test_report_command(smoke_search) -> None:
 
 def test_reproduce_best_within_tolerance(smoke_search) -> None:
     tmp, uri, _ = smoke_search
-    proc = run_cli(["reproduce", "--best", "--experiment", "maetune-smoke"], cwd=tmp,
-                   env={"MLFLOW_TRACKING_URI": uri}, timeout=600)
+    proc = run_cli(
+        ["reproduce", "--best", "--experiment", "maetune-smoke"],
+        cwd=tmp,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "test_acc" in proc.stdout and "DIFFERS" not in proc.stdout
 
@@ -105,10 +119,21 @@ def test_resume_after_sigkill(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("RAY_ADDRESS", None)
-    args = [sys.executable, "-m", "maetune", "search", *_args(tmp_path, ["search.max_concurrent_trials=1",
-                                                                         "search.name=resumable"])]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "maetune",
+        "search",
+        *_args(tmp_path, ["search.max_concurrent_trials=1", "search.name=resumable"]),
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = MlflowClient(uri)
     deadline = time.time() + 600
     finished = 0
@@ -123,19 +148,27 @@ def test_resume_after_sigkill(tmp_path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     subprocess.run(["ray", "stop", "--force"], capture_output=True)  # the killed driver's local cluster
-    resumed = run_cli(["search", "--resume", *_args(tmp_path, ["search.max_concurrent_trials=1",
-                                                               "search.name=resumable"])],
-                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=900)
+    resumed = run_cli(
+        ["search", "--resume", *_args(tmp_path, ["search.max_concurrent_trials=1", "search.name=resumable"])],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     exp = client.get_experiment_by_name("maetune-smoke")
     parents = client.search_runs([exp.experiment_id], "tags.`maetune.role` = 'search'")
     assert len(parents) == 1
-    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'"
+    )
     trial_ids = [c.data.tags["maetune.trial_id"] for c in children]
     assert len(trial_ids) == 4 and len(set(trial_ids)) == 4
     numbers = sorted(int(c.data.tags["maetune.optuna_number"]) for c in children)
     assert numbers == [0, 1, 2, 3]
-    study = optuna.load_study(study_name="resumable",
-                              storage=f"sqlite:///{tmp_path / 'ray' / 'resumable' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="resumable", storage=f"sqlite:///{tmp_path / 'ray' / 'resumable' / 'optuna.db'}"
+    )
     assert len(study.trials) == 4
-    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
+    assert all(
+        t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials
+    )
