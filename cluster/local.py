@@ -168,20 +168,26 @@ def start_head(
     source = auth.ensure_token(env)
     token = auth.read_token(env)
     log = temp / LOG_FILE
+    gcs_address, dashboard_url = f"{HOST}:{port}", f"http://{HOST}:{dashboard_port}"
+    # Every Ray process of this head (and so every worker) gets its addresses: code that looks the
+    # cluster up by itself (Ray Train's PlacementGroupCleaner queries the state API) otherwise fails
+    # with "Found multiple active Ray instances" when another Ray runs on the machine, and the
+    # placement groups of stopped trials leak until the search deadlocks.
+    head_env = {**auth.client_env(env), "RAY_ADDRESS": gcs_address, "RAY_API_SERVER_ADDRESS": dashboard_url}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             head_command(port, dashboard_port, str(temp), num_cpus, num_gpus),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=auth.client_env(env),
+            env=head_env,
             start_new_session=True,
         )
     state = HeadState(
         pid=proc.pid,
         temp_dir=str(temp),
-        gcs_address=f"{HOST}:{port}",
-        dashboard_url=f"http://{HOST}:{dashboard_port}",
+        gcs_address=gcs_address,
+        dashboard_url=dashboard_url,
         token_source=source,
         log=str(log),
         started=time.time(),
@@ -230,14 +236,12 @@ def stop_head(temp_dir: str | os.PathLike = DEFAULT_TEMP_DIR, timeout: float = 6
     state = read_state(temp_dir)
     if state is None:
         return None
-    if is_alive(state):
+    if is_alive(state):  # only a process that still is our `ray start`: pids get reused
         os.kill(state.pid, signal.SIGTERM)
-        if not _wait_gone(state.pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.pid, signal.SIGKILL)  # start_new_session: the pgid is the pid
-            _wait_gone(state.pid, 10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(state.pid, signal.SIGKILL)  # stragglers of the group, if any
+        _wait_gone(state.pid, timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGKILL)  # what is left of its group (start_new_session: pgid = pid)
+        _wait_gone(state.pid, 10)
     _state_path(temp_dir).unlink(missing_ok=True)
     return state
 

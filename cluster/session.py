@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -27,11 +28,16 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
             return f"ray cluster at {address}"
-        # The dashboard serves Ray's state API, which Train's placement-group cleaner polls.
+        # The dashboard serves Ray's state API, which Train's placement-group cleaner polls. The cleaner
+        # finds the API by RAY_API_SERVER_ADDRESS (inherited by the workers) or, without it, by looking
+        # for "the" cluster on the machine, which fails when another Ray runs here too.
+        dashboard_port = _free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
+            dashboard_port=dashboard_port,
             logging_level=logging.WARNING,
             _node_ip_address="127.0.0.1",
         )
@@ -39,6 +45,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"cannot connect to Ray at {address or 'a new local cluster'}: {first}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def disconnect() -> None:

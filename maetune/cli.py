@@ -163,10 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from maetune.cluster.session import ClusterError
-    from maetune.search.tracking import TrackingError
-
-    return (ValueError, TrackingError, ClusterError, RuntimeError, FileNotFoundError, PermissionError)
+    # ConfigError and DataError are ValueErrors; TrackingError and ClusterError are RuntimeErrors.
+    return (ValueError, RuntimeError, OSError)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -51,9 +51,11 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
     if state is None or not is_alive(state):
         print(f"no Ray head running (temp dir {args.temp_dir})")
         return 1
-    from maetune.cluster.auth import read_token
+    from maetune.cluster import auth
 
-    jobs = "answers" if job_server_ready(state.dashboard_url, read_token()) else "does not answer"
+    source = state.token_source  # the token the head was started with
+    env = {auth.TOKEN_PATH: source} if source != auth.TOKEN else None
+    jobs = "answers" if job_server_ready(state.dashboard_url, auth.read_token(env)) else "does not answer"
     print(
         f"Ray head running (pid {state.pid}) at {state.gcs_address}; job server {state.dashboard_url} {jobs}"
     )
@@ -160,7 +162,11 @@ def add_cluster_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_UI_PORT, help=f"port (default {DEFAULT_UI_PORT})")
     p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
-    p.add_argument("--basic-auth", action="store_true", help="MLflow's basic-auth app (users and passwords)")
+    p.add_argument(
+        "--basic-auth",
+        action="store_true",
+        help="MLflow's basic-auth app (users and passwords; needs mlflow[auth])",
+    )
     p.add_argument("mlflow_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ui)
 

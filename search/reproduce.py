@@ -75,7 +75,8 @@ def reproduce(
     with tempfile.TemporaryDirectory() as tmp:
         path = tracking.download_artifact(client, source, "config.yaml", tmp)
         cfg = run_config_from_tree(yaml.safe_load(path.read_text()))
-    new_id, metrics = run_single(cfg, address=address, tags={"maetune.reproduction_of": source})
+    new_id, raw = run_single(cfg, address=address, tags={"maetune.reproduction_of": source})
+    metrics = tracking.final_metrics(raw)
     n_test = int(metrics.get("n_test", 0)) or 0
     tol = tolerances(n_test, tolerance)
     rows, ok = [], True

@@ -40,11 +40,12 @@ def trial_records(client: Any, experiment: str, parent_run_id: str) -> list[dict
 
 
 def best_trial(records: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    """The finished trial with the highest validation ``metric`` (ties: fewer parameters)."""
-    done = [r for r in records if r.get("state") == "finished" and math.isfinite(r.get(metric, math.nan))]
+    """The finished trial with the highest best-epoch validation ``metric`` (ties: fewer parameters)."""
+    key = f"{metric}_best"
+    done = [r for r in records if r.get("state") == "finished" and math.isfinite(r.get(key, math.nan))]
     if not done:
         return None
-    return max(done, key=lambda r: (r[metric], -r.get("total_params", math.inf)))
+    return max(done, key=lambda r: (r[key], -r.get("total_params", math.inf)))
 
 
 def importances(storage_url: str | None, study_name: str | None, multi: bool) -> dict[str, float]:
@@ -118,7 +119,10 @@ def summarize(
                 tracking.log_metrics(
                     client,
                     parent_run_id,
-                    {f"best_{metric}": best[metric], "best_test_acc": best.get("test_acc", math.nan)},
+                    {
+                        f"best_{metric}": best[f"{metric}_best"],
+                        "best_test_acc": best.get("test_acc", math.nan),
+                    },
                 )
         if register and best is not None:
             tracking.register_model(client, f"{experiment}-best", best["run_id"])
@@ -132,7 +136,7 @@ def summarize(
     if best is not None:
         lines.append(
             f"Best configuration (highest {metric}): trial {best['trial']}, run {best['run_id']}, "
-            f"{metric} {best[metric]:.4f}, test_acc {best.get('test_acc', math.nan):.4f}, "
+            f"{metric} {best[metric + '_best']:.4f}, test_acc {best.get('test_acc', math.nan):.4f}, "
             f"{report.human_count(best.get('total_params', 0))} parameters"
         )
         lines.append(

@@ -132,17 +132,32 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def log_result(client: MlflowClient, run_id: str, result: Mapping[str, Any]) -> None:
+def final_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Final metrics as logged: the best-epoch values of per-epoch names get a ``_best`` suffix, so
+    they never add a point to the per-epoch curves; training losses are already on their curves."""
+    out = {}
+    for k, v in metrics.items():
+        if k in PER_EPOCH:
+            if "_val_" in k:
+                out[f"{k}_best"] = v
+        else:
+            out[k] = v
+    return out
+
+
+def log_result(client: MlflowClient, run_id: str, result: Mapping[str, Any], history: bool = True) -> None:
     """Everything a finished pipeline produced: config, metrics, plots and the fine-tuned weights.
 
     Args:
         client: The MLflow client.
         run_id: The run to log into.
         result: The dict `maetune.trainers.pipeline.run_pipeline` returns.
+        history: Also log the per-epoch metrics (False when they were logged live).
     """
     log_params(client, run_id, result["config"])
-    log_history(client, run_id, result["history"])
-    log_metrics(client, run_id, result["metrics"])
+    if history:
+        log_history(client, run_id, result["history"])
+    log_metrics(client, run_id, final_metrics(result["metrics"]))
     log_metrics(client, run_id, {f"seconds_{k}": v for k, v in result["seconds"].items()})
     set_tags(client, run_id, {"maetune.pretrain": result["pretrain"]})
     art, classes = result["artifacts"], result["classes"]

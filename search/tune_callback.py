@@ -104,7 +104,7 @@ class MlflowTrialCallback(Callback):
         if last.get("pipeline_done"):
             out = Path(self.trial_setup.outputs_dir) / f"{trial.trial_id}.pt"
             result = torch.load(out, map_location="cpu", weights_only=False)
-            tracking.log_result(self.client, run_id, result)
+            tracking.log_result(self.client, run_id, result, history=False)
             tracking.set_tags(self.client, run_id, {"maetune.state": "finished"})
             tracking.end_run(self.client, run_id, "FINISHED")
         else:

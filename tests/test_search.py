@@ -4,9 +4,11 @@ pretraining reuse, the report artifacts, reproduce --best, and resume after SIGK
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import optuna
@@ -114,47 +116,43 @@ def test_unknown_experiment_and_run(smoke_search) -> None:
 
 
 def test_resume_after_sigkill(tmp_path) -> None:
+    """SIGKILL the search's driver mid-way, resume on the same cluster: every trial exactly once."""
     from mlflow.tracking import MlflowClient
 
+    from maetune.cluster import auth, local
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    env.pop("RAY_ADDRESS", None)
-    args = [
-        sys.executable,
-        "-m",
-        "maetune",
-        "search",
-        *_args(tmp_path, ["search.max_concurrent_trials=1", "search.name=resumable"]),
-    ]
-    proc = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = MlflowClient(uri)
-    deadline = time.time() + 600
-    finished = 0
-    while time.time() < deadline and proc.poll() is None:  # kill once at least one trial has finished
-        time.sleep(3)
-        exp = client.get_experiment_by_name("maetune-smoke")
-        if exp:
-            finished = len(client.search_runs([exp.experiment_id], "tags.`maetune.state` = 'finished'"))
-            if finished >= 1:
+    ray_tmp = tempfile.mkdtemp(prefix="mt-resume-", dir="/tmp")  # short: Ray's socket paths live below it
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", auth.TOKEN, "MLFLOW_TRACKING_URI")}
+    env.update({auth.TOKEN_PATH: str(tmp_path / "auth_token"), auth.AUTH_MODE: "token"})
+    head = local.start_head(local.free_port(), local.free_port(), ray_tmp, num_cpus=2, env=env)
+    try:
+        env.update({"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": head.gcs_address})
+        extra = ["search.max_concurrent_trials=1", "search.name=resumable"]
+        args = [sys.executable, "-m", "maetune", "search", *_args(tmp_path, extra)]
+        proc = subprocess.Popen(
+            args,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = MlflowClient(uri)
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:  # kill once a trial has finished
+            time.sleep(2)
+            exp = client.get_experiment_by_name("maetune-smoke")
+            if exp and client.search_runs([exp.experiment_id], "tags.`maetune.state` = 'finished'"):
                 break
-    assert proc.poll() is None, "the search ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # the killed driver's local cluster
-    resumed = run_cli(
-        ["search", "--resume", *_args(tmp_path, ["search.max_concurrent_trials=1", "search.name=resumable"])],
-        cwd=tmp_path,
-        env={"MLFLOW_TRACKING_URI": uri},
-        timeout=900,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        resumed = run_cli(["search", "--resume", *_args(tmp_path, extra)], cwd=tmp_path, env=env, timeout=900)
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+    finally:
+        local.stop_head(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     exp = client.get_experiment_by_name("maetune-smoke")
     parents = client.search_runs([exp.experiment_id], "tags.`maetune.role` = 'search'")
     assert len(parents) == 1
@@ -165,6 +163,8 @@ def test_resume_after_sigkill(tmp_path) -> None:
     assert len(trial_ids) == 4 and len(set(trial_ids)) == 4
     numbers = sorted(int(c.data.tags["maetune.optuna_number"]) for c in children)
     assert numbers == [0, 1, 2, 3]
+    for c in children:  # no trial logged twice: one point per epoch
+        assert len(client.get_metric_history(c.info.run_id, "pretrain_loss")) == 2
     study = optuna.load_study(
         study_name="resumable", storage=f"sqlite:///{tmp_path / 'ray' / 'resumable' / 'optuna.db'}"
     )
