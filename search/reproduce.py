@@ -25,7 +25,7 @@ COMPARED = (
     "test_acc",
     "test_auc_micro",
     "test_auc_macro",
-    "finetune_val_acc",
+    "finetune_val_acc_best",
     "total_params",
 )
 
