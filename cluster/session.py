@@ -26,6 +26,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
+            _check_reachable(address)
             ray.init(address=address, logging_level=logging.WARNING)
             return f"ray cluster at {address}"
         # The dashboard serves Ray's state API, which Train's placement-group cleaner polls. The cleaner
@@ -45,6 +46,22 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"cannot connect to Ray at {address or 'a new local cluster'}: {first}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, with one line, when nothing listens at a cluster address (Ray itself retries
+    for minutes)."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r} is not host:port (or ray://host:port, or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"Ray cluster at {address} is not reachable ({exc.strerror or exc})") from None
 
 
 def _free_port() -> int:

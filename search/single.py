@@ -29,6 +29,10 @@ def run_single(
     client = tracking.connect()  # fail fast on an unreachable tracking server
     data = load_dataset(cfg.data)  # fail fast on bad data, and fill the lens-sim cache once
     cfg = with_geometry(cfg, data.img_size, data.in_chans)
+    if not in_process:  # and on an unreachable cluster, before any run is recorded
+        from maetune.cluster.session import connect
+
+        print(f"connecting to {connect(address)}", file=sys.stderr)
     run_name = cfg.mlflow.run_name or f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
         client, cfg.mlflow.experiment, run_name, {"maetune.role": "run", **(tags or {})}
@@ -44,10 +48,8 @@ def run_single(
 
             result = run_pipeline(cfg, Runtime(), data=data)
         else:
-            from maetune.cluster.session import connect
             from maetune.trainers.ray_worker import fit_pipeline
 
-            print(f"connecting to {connect(address)}", file=sys.stderr)
             result = fit_pipeline(cfg, name=f"{run_name}-{uuid.uuid4().hex[:6]}")
         tracking.log_result(client, run_id, result)
     except BaseException as exc:

@@ -62,7 +62,8 @@ def _scheduler(base: RunConfig, search: SearchConfig) -> Any:
 
 def _searcher(space: SearchSpace, search: SearchConfig, name: str, storage_url: str) -> OptunaSearch:
     if search.mode == "multi":
-        metric, mode = [search.metric, "total_params"], ["max", "min"]
+        # "objective" carries search.metric in every result (Tune checks searcher metrics on each one)
+        metric, mode = ["objective", "total_params"], ["max", "min"]
     else:
         metric, mode = "objective", "max"
     storage = optuna.storages.RDBStorage(storage_url)
@@ -164,9 +165,9 @@ def run_search(
     exp_dir = Path(storage) / name
     exp_dir.mkdir(parents=True, exist_ok=True)
     storage_url = search.study_storage or f"sqlite:///{exp_dir / 'optuna.db'}"
+    print(f"connecting to {connect(address)}", file=sys.stderr)
     parent = _parent_run(client, base, search, space, name, resume)
     print(f"search {name}: MLflow parent run {parent} at {tracking.tracking_uri()}", file=sys.stderr)
-    print(f"connecting to {connect(address)}", file=sys.stderr)
     _warn_if_oversubscribed(base, search)
 
     setup = TrialSetup(

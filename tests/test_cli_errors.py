@@ -152,3 +152,45 @@ def test_bad_data_does_not_touch_earlier_runs(tmp_path) -> None:
     assert proc.returncode != 0
     runs = client.search_runs([exp])
     assert len(runs) == 1 and runs[0].data.metrics["test_acc"] == 0.5
+
+
+def test_empty_search_space(tmp_path) -> None:
+    proc = run_cli(["search", "--config", SMOKE, "--set", "search.space={}"], cwd=tmp_path)
+    _assert_one_line_error(proc, "search.space is empty")
+
+
+def test_contradictory_search_space(tmp_path) -> None:
+    # 8x8 digits: neither patch 3 nor patch 5 divides the image
+    proc = run_cli(
+        ["search", "--config", SMOKE, "--set", "search.space={model.patch_size: [3, 5]}"], cwd=tmp_path
+    )
+    _assert_one_line_error(proc, "model.patch_size")
+
+
+def test_unreachable_tracking_server(tmp_path) -> None:
+    proc = run_cli(
+        ["search", "--config", SMOKE], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    )
+    _assert_one_line_error(proc, "http://127.0.0.1:9 is not reachable")
+    assert not (tmp_path / "maetune-results").exists()  # nothing started
+
+
+def test_unknown_experiment_for_report(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(["report", "--experiment", "nope"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    _assert_one_line_error(proc, "'nope' does not exist")
+
+
+def test_unreachable_ray_address(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(
+        ["run", "--config", SMOKE, "--address", "127.0.0.1:9"],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=120,
+    )
+    _assert_one_line_error(proc, "Ray cluster at 127.0.0.1:9 is not reachable")
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(uri).get_experiment_by_name("maetune-smoke")
+    assert exp is None or not MlflowClient(uri).search_runs([exp.experiment_id])  # no run recorded
