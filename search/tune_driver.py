@@ -134,6 +134,21 @@ def _warn_if_oversubscribed(base: RunConfig, search: SearchConfig) -> None:
         )
 
 
+def _close_orphaned_trials(storage_url: str, study_name: str) -> None:
+    """Mark Optuna trials still RUNNING after the search as FAIL.
+
+    A search killed between Optuna's ask and Tune's next experiment checkpoint leaves an asked trial
+    that the restored Tune experiment never knew; the resumed search samples a replacement, so the
+    orphan is closed with the reason rather than left RUNNING forever.
+    """
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(
+            t._trial_id, "maetune.orphaned", "search interrupted before Tune recorded it"
+        )
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
 def run_search(
     base: RunConfig,
     search: SearchConfig,
@@ -209,6 +224,7 @@ def run_search(
     except BaseException:
         tracking.end_run(client, parent, "KILLED")
         raise
+    _close_orphaned_trials(storage_url, name)
     summary = summarize(
         client, base.mlflow.experiment, parent, search, storage_url=storage_url, study_name=name
     )

@@ -162,7 +162,7 @@ def test_resume_after_sigkill(tmp_path) -> None:
     trial_ids = [c.data.tags["maetune.trial_id"] for c in children]
     assert len(trial_ids) == 4 and len(set(trial_ids)) == 4
     numbers = sorted(int(c.data.tags["maetune.optuna_number"]) for c in children)
-    assert numbers == [0, 1, 2, 3]
+    assert len(set(numbers)) == 4
     for c in children:  # no trial logged twice: one point per epoch
         assert len(client.get_metric_history(c.info.run_id, "pretrain_loss")) == 2
     study = optuna.load_study(
