@@ -168,7 +168,9 @@ def test_resume_after_sigkill(tmp_path) -> None:
     study = optuna.load_study(
         study_name="resumable", storage=f"sqlite:///{tmp_path / 'ray' / 'resumable' / 'optuna.db'}"
     )
-    assert len(study.trials) == 4
-    assert all(
-        t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials
-    )
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = [t for t in study.trials if t.state in finished_states]
+    assert sorted(t.number for t in done) == numbers  # the same 4 trials in the study and in MLflow
+    # a trial asked just before the kill but never recorded by Tune is closed with the reason
+    others = [t for t in study.trials if t.state not in finished_states]
+    assert all(t.state == optuna.trial.TrialState.FAIL and "maetune.orphaned" in t.user_attrs for t in others)
