@@ -11,9 +11,9 @@ from torch import nn
 
 from maetune.model import Classifier, MLPHead
 from maetune.trainers.config import RunConfig
-from maetune.trainers.data import DataBundle, augment_shift, iterate_batches
+from maetune.trainers.data import DataBundle, augment_shift
 from maetune.trainers.metrics import confusion
-from maetune.trainers.optim import finetune_groups, scaled_lr, set_lr, warmup_cosine
+from maetune.trainers.optim import finetune_groups, scaled_lr, warmup_cosine
 from maetune.trainers.probe import encoder_from_mae_state
 from maetune.trainers.runtime import Runtime
 from maetune.trainers.stage import (
@@ -25,6 +25,7 @@ from maetune.trainers.stage import (
     per_rank_batch,
     refresh_batchnorm,
     seed_everything,
+    train_epoch,
 )
 
 
@@ -79,41 +80,31 @@ def finetune(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=fc.label_smoothing)
     aug_gen = make_generator(cfg.seed * 31 + rt.rank, rt.device)
 
+    warmup, floor = round(fc.warmup_epochs * steps_per_epoch), fc.min_lr * global_batch / 256
+
+    def lr_at(i: int) -> float:
+        return warmup_cosine(i, total, warmup, head_lr, floor)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb = x_train[idx]  # (b, C, H, W)
+        if fc.shift_augment:
+            xb = augment_shift(xb, fc.shift_augment, aug_gen)
+        return loss_fn(model(xb).float(), y_train[idx])
+
     best, best_key, history, step = {}, (-1.0, -1.0), [], 0
     best_state = cpu_state(clf)
     for epoch in range(fc.epochs):
-        order_gen = make_generator(cfg.seed * 1000 + 900 + epoch, torch.device("cpu"))
-        total_loss, seen = 0.0, 0
-        model.train()
-        for idx in iterate_batches(
+        train_loss, step = train_epoch(
+            model,
+            opt,
             len(x_train),
             batch,
-            shuffle=True,
-            generator=order_gen,
-            rank=rt.rank,
-            world_size=rt.world_size,
-            drop_last=True,
-        ):
-            lr = warmup_cosine(
-                step,
-                total,
-                round(fc.warmup_epochs * steps_per_epoch),
-                head_lr,
-                fc.min_lr * global_batch / 256,
-            )
-            set_lr(opt, lr)
-            idx = idx.to(rt.device)
-            xb = x_train[idx]  # (b, C, H, W)
-            if fc.shift_augment:
-                xb = augment_shift(xb, fc.shift_augment, aug_gen)
-            with rt.autocast():
-                loss = loss_fn(model(xb).float(), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            step += 1
+            cfg.seed * 1000 + 900 + epoch,
+            rt,
+            lr_at,
+            step,
+            loss_of,
+        )
         refresh_batchnorm(clf, data.x_train, rt)
         val, _ = evaluate(clf, data.x_val, data.y_val, rt, data.num_classes)
         key = (val["acc"], val["auc_micro"])
@@ -122,7 +113,7 @@ def finetune(
         row = {
             "stage": "finetune",
             "epoch": epoch,
-            "finetune_loss": rt.all_mean(total_loss, seen),
+            "finetune_loss": train_loss,
             "finetune_val_acc": val["acc"],
             "finetune_val_auc_micro": val["auc_micro"],
         }

@@ -8,8 +8,8 @@ import torch
 
 from maetune.model import MaskedAutoencoder
 from maetune.trainers.config import RunConfig
-from maetune.trainers.data import DataBundle, iterate_batches, shard_indices
-from maetune.trainers.optim import scaled_lr, set_lr, warmup_cosine, weight_decay_groups
+from maetune.trainers.data import DataBundle, shard_indices
+from maetune.trainers.optim import scaled_lr, warmup_cosine, weight_decay_groups
 from maetune.trainers.runtime import Runtime, eval_mode
 from maetune.trainers.stage import (
     StageOutput,
@@ -18,6 +18,7 @@ from maetune.trainers.stage import (
     make_generator,
     per_rank_batch,
     seed_everything,
+    train_epoch,
 )
 
 RECON_SAMPLES = 8
@@ -84,39 +85,32 @@ def pretrain(cfg: RunConfig, data: DataBundle, rt: Runtime) -> StageOutput:
     steps_per_epoch = len(x_train) // (batch * rt.world_size)
     total = steps_per_epoch * pc.epochs
     peak = scaled_lr(pc.base_lr, batch * rt.world_size)
-    no_decay = {f"encoder.{n}" for n in mae.encoder.no_weight_decay()} | set(
-        getattr(mae, "no_weight_decay", set)()
-    )
+    no_decay = {f"encoder.{n}" for n in mae.encoder.no_weight_decay()}
     opt = torch.optim.AdamW(weight_decay_groups(mae, pc.weight_decay, no_decay), lr=peak, betas=(0.9, 0.95))
     mask_gen = make_generator(cfg.seed * 7919 + rt.rank, rt.device)
 
+    warmup = round(pc.warmup_epochs * steps_per_epoch)
+
+    def lr_at(i: int) -> float:
+        return warmup_cosine(i, total, warmup, peak, pc.min_lr)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        loss, _, _ = model(x_train[idx], generator=mask_gen)  # x_train[idx]: (b, C, H, W)
+        return loss
+
     best_val, best_state, history, step = math.inf, cpu_state(mae), [], 0
     for epoch in range(pc.epochs):
-        order_gen = make_generator(cfg.seed * 1000 + epoch, torch.device("cpu"))
-        total_loss, seen = 0.0, 0
-        model.train()
-        for idx in iterate_batches(
+        train_loss, step = train_epoch(
+            model,
+            opt,
             len(x_train),
             batch,
-            shuffle=True,
-            generator=order_gen,
-            rank=rt.rank,
-            world_size=rt.world_size,
-            drop_last=True,
-        ):
-            set_lr(
-                opt, warmup_cosine(step, total, round(pc.warmup_epochs * steps_per_epoch), peak, pc.min_lr)
-            )
-            xb = x_train[idx.to(x_train.device)]  # (b, C, H, W)
-            with rt.autocast():
-                loss, _, _ = model(xb, generator=mask_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach()) * len(xb)
-            seen += len(xb)
-            step += 1
-        train_loss = rt.all_mean(total_loss, seen)
+            cfg.seed * 1000 + epoch,
+            rt,
+            lr_at,
+            step,
+            loss_of,
+        )
         val_loss = reconstruction_loss(mae, x_val, rt, cfg.seed)
         if val_loss < best_val:
             best_val, best_state = val_loss, cpu_state(mae)

@@ -12,19 +12,19 @@ from torch import nn
 
 from maetune.model import MLPHead, VisionTransformer
 from maetune.trainers.config import RunConfig
-from maetune.trainers.data import DataBundle, iterate_batches
-from maetune.trainers.optim import LARS, scaled_lr, set_lr, warmup_cosine, weight_decay_groups
+from maetune.trainers.data import DataBundle
+from maetune.trainers.optim import LARS, scaled_lr, warmup_cosine, weight_decay_groups
 from maetune.trainers.runtime import Runtime, eval_mode
 from maetune.trainers.stage import (
     StageOutput,
     Stopwatch,
     cpu_state,
     evaluate,
-    make_generator,
     per_rank_batch,
     predict,
     refresh_batchnorm,
     seed_everything,
+    train_epoch,
 )
 
 
@@ -77,31 +77,28 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
     )
     loss_fn = nn.CrossEntropyLoss()
 
+    warmup = round(pc.warmup_epochs * steps_per_epoch)
+
+    def lr_at(i: int) -> float:
+        return warmup_cosine(i, total, warmup, peak)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(f_train_dev[idx]).float(), y_train[idx])
+
     best, best_key, history, step = {}, (-1.0, -1.0), [], 0
     best_state = cpu_state(head)
     for epoch in range(pc.epochs):
-        order_gen = make_generator(cfg.seed * 1000 + 500 + epoch, torch.device("cpu"))
-        total_loss, seen = 0.0, 0
-        model.train()
-        for idx in iterate_batches(
+        train_loss, step = train_epoch(
+            model,
+            opt,
             len(f_train),
             batch,
-            shuffle=True,
-            generator=order_gen,
-            rank=rt.rank,
-            world_size=rt.world_size,
-            drop_last=True,
-        ):
-            set_lr(opt, warmup_cosine(step, total, round(pc.warmup_epochs * steps_per_epoch), peak))
-            idx = idx.to(rt.device)
-            with rt.autocast():
-                loss = loss_fn(model(f_train_dev[idx]).float(), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            step += 1
+            cfg.seed * 1000 + 500 + epoch,
+            rt,
+            lr_at,
+            step,
+            loss_of,
+        )
         refresh_batchnorm(head, f_train, rt)
         val, _ = evaluate(head, f_val, data.y_val, rt, data.num_classes)
         key = (val["acc"], val["auc_micro"])
@@ -110,7 +107,7 @@ def probe(cfg: RunConfig, data: DataBundle, rt: Runtime, mae_state: dict[str, to
         row = {
             "stage": "probe",
             "epoch": epoch,
-            "probe_loss": rt.all_mean(total_loss, seen),
+            "probe_loss": train_loss,
             "probe_val_acc": val["acc"],
             "probe_val_auc_micro": val["auc_micro"],
         }

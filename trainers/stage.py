@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from maetune.trainers.data import shard_indices
+from maetune.trainers.data import iterate_batches, shard_indices
 from maetune.trainers.metrics import classification_metrics, softmax
+from maetune.trainers.optim import set_lr
 from maetune.trainers.runtime import Runtime, eval_mode
 
 
@@ -122,6 +123,52 @@ def refresh_batchnorm(model: nn.Module, x: torch.Tensor, rt: Runtime, max_images
     for m, mom in zip(norms, momenta, strict=True):
         m.momentum = mom
     model.train(was_training)
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    n: int,
+    batch: int,
+    order_seed: int,
+    rt: Runtime,
+    lr_at: Callable[[int], float],
+    step: int,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[float, int]:
+    """One pass over ``n`` training rows, each rank on its equal shard of a seeded permutation.
+
+    Args:
+        model: The (possibly DDP-wrapped) model, put in train mode.
+        opt: Its optimizer; every group's lr is set per step through `set_lr`.
+        n: Training rows.
+        batch: Per-rank batch size (the tail that does not fill a global batch is dropped).
+        order_seed: Seed of this epoch's permutation (the same on every rank).
+        rt: The runtime.
+        lr_at: Learning rate at a global step.
+        step: Global step at the start of the epoch.
+        loss_of: Loss of one batch, given its row indices on the runtime device; called under autocast.
+
+    Returns:
+        The global mean training loss of the epoch and the global step after it.
+    """
+    order_gen = make_generator(order_seed, torch.device("cpu"))
+    total_loss, seen = 0.0, 0
+    model.train()
+    for idx in iterate_batches(
+        n, batch, shuffle=True, generator=order_gen, rank=rt.rank, world_size=rt.world_size, drop_last=True
+    ):
+        set_lr(opt, lr_at(step))
+        idx = idx.to(rt.device)
+        with rt.autocast():
+            loss = loss_of(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += float(loss.detach()) * len(idx)
+        seen += len(idx)
+        step += 1
+    return rt.all_mean(total_loss, seen), step
 
 
 class Stopwatch:
