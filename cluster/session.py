@@ -8,6 +8,8 @@ import socket
 
 import ray
 
+from maetune.cluster.local import free_port
+
 
 class ClusterError(RuntimeError):
     """Ray cannot be reached or started; one line says why."""
@@ -32,7 +34,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
         # The dashboard serves Ray's state API, which Train's placement-group cleaner polls. The cleaner
         # finds the API by RAY_API_SERVER_ADDRESS (inherited by the workers) or, without it, by looking
         # for "the" cluster on the machine, which fails when another Ray runs here too.
-        dashboard_port = _free_port()
+        dashboard_port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
         ray.init(
             num_cpus=num_cpus,
@@ -62,12 +64,6 @@ def _check_reachable(address: str) -> None:
             pass
     except OSError as exc:
         raise ClusterError(f"Ray cluster at {address} is not reachable ({exc.strerror or exc})") from None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def disconnect() -> None:

@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +99,25 @@ def _finite(items: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
-    """The full config, flattened to dotted keys, as params."""
-    params = [Param(k, str(v)) for k, v in sorted(flatten(config).items())]
+def _log_in_batches(
+    client: MlflowClient, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = ()
+) -> None:
+    """Log metrics and params within MLflow's per-request limits (1000 metrics, 100 params)."""
     for i in range(0, len(params), 100):
         client.log_batch(run_id, params=params[i : i + 100])
+    for i in range(0, len(metrics), 500):
+        client.log_batch(run_id, metrics=metrics[i : i + 500])
+
+
+def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
+    """The full config, flattened to dotted keys, as params."""
+    _log_in_batches(client, run_id, params=[Param(k, str(v)) for k, v in sorted(flatten(config).items())])
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
     """Finite numeric metrics at one step."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, v, now, step) for k, v in _finite(metrics).items()]
-    for i in range(0, len(batch), 500):
-        client.log_batch(run_id, metrics=batch[i : i + 500])
+    _log_in_batches(client, run_id, metrics=[Metric(k, v, now, step) for k, v in _finite(metrics).items()])
 
 
 def log_history(client: MlflowClient, run_id: str, history: Iterable[Mapping[str, Any]]) -> None:
@@ -123,8 +129,7 @@ def log_history(client: MlflowClient, run_id: str, history: Iterable[Mapping[str
         for k, v in _finite(row).items()
         if k in PER_EPOCH
     ]
-    for i in range(0, len(batch), 500):
-        client.log_batch(run_id, metrics=batch[i : i + 500])
+    _log_in_batches(client, run_id, metrics=batch)
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
