@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -59,7 +60,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     base, search, tree = load_search(args.config, args.overrides)
     if args.name:
-        search = search.__class__(**{**search.__dict__, "name": args.name})
+        search = dataclasses.replace(search, name=args.name)
     summary = run_search(base, search, tree.get("search") or {}, resume=args.resume, address=args.address)
     print(summary["text"])
     print(f"search {summary['name']}: MLflow parent run {summary['parent_run_id']}")

@@ -8,7 +8,6 @@ storage path, so an interrupted search continues with ``--resume``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ from maetune.search.config import SearchConfig
 from maetune.search.space import SearchSpace
 from maetune.search.tune_callback import MlflowTrialCallback
 from maetune.search.tune_trial import TrialSetup, run_trial
-from maetune.trainers.config import RunConfig, flatten, to_dict, with_geometry
+from maetune.trainers.config import RunConfig, to_dict, with_geometry
 from maetune.trainers.data import load_dataset
 from maetune.trainers.ray_worker import default_storage
 
@@ -230,6 +229,3 @@ def run_search(
     )
     tracking.end_run(client, parent, "FINISHED")
     return {**summary, "name": name, "parent_run_id": parent}
-
-
-__all__ = ["dataclasses", "flatten", "run_search"]
